@@ -1,0 +1,5 @@
+//! Pure codecs: bytes in, values out, and back. No sockets, no SQL, no policy.
+
+pub mod guid;
+
+pub use guid::Guid;

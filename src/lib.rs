@@ -1,0 +1,8 @@
+//! mailvault: a backup appliance for Cyrus IMAP mail stores.
+//!
+//! The crate is laid out as in `DESIGN.md` §7: pure codecs in [`formats`], the
+//! wire protocol in [`protocol`], the spool reader in [`agent`], the per-user
+//! store in [`store`], and the actors that schedule it all in [`actors`].
+#![forbid(unsafe_code)]
+
+pub mod formats;
