@@ -5,4 +5,5 @@
 //! store in [`store`], and the actors that schedule it all in [`actors`].
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod formats;

@@ -1,0 +1,5 @@
+//! The spool side: reading a Cyrus instance's files directly, for `mailvault
+//! agent` (any Cyrus from 2.3 to 3.12) and for the in-process local source.
+
+pub mod imapd_conf;
+pub mod spool_layout;
