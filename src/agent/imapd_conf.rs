@@ -58,7 +58,35 @@ impl ImapdConf {
             path: path.to_owned(),
             source,
         })?;
-        ImapdConf::parse(&text, path)
+        let conf = ImapdConf::parse(&text, path)?;
+        Ok(conf.relative_to(path.parent().unwrap_or(Path::new("."))))
+    }
+
+    /// Resolves relative paths against `base`, the directory of the file. Cyrus
+    /// wants absolute paths; relative ones let a sample spool travel with its
+    /// configuration.
+    pub fn relative_to(mut self, base: &Path) -> ImapdConf {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.config_directory);
+        let maps = [
+            &mut self.partitions,
+            &mut self.meta_partitions,
+            &mut self.archive_partitions,
+        ];
+        maps.into_iter().flat_map(|m| m.values_mut()).for_each(fix);
+        [
+            &mut self.sieve_dir,
+            &mut self.mboxlist_db_path,
+            &mut self.annotation_db_path,
+        ]
+        .into_iter()
+        .flatten()
+        .for_each(fix);
+        self
     }
 
     /// Parses the text of an `imapd.conf`; `path` only names it in errors.
@@ -202,6 +230,19 @@ virtdomains: userid
         let conf = ImapdConf::parse("configdirectory: /c\n", Path::new("x")).unwrap();
         assert!(conf.unix_hierarchy_sep && conf.alt_namespace);
         assert!(!conf.hash_imap_spool && !conf.virt_domains);
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let text =
+            "configdirectory: lib\npartition-default: spool\npartition-x: /abs\nsievedir: s\n";
+        let conf = ImapdConf::parse(text, Path::new("c"))
+            .unwrap()
+            .relative_to(Path::new("/sample"));
+        assert_eq!(conf.config_directory, Path::new("/sample/lib"));
+        assert_eq!(conf.partitions["default"], Path::new("/sample/spool"));
+        assert_eq!(conf.partitions["x"], Path::new("/abs"));
+        assert_eq!(conf.sieve_dir.as_deref(), Some(Path::new("/sample/s")));
     }
 
     #[test]
