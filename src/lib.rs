@@ -6,4 +6,5 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod config;
 pub mod formats;
