@@ -1,5 +1,5 @@
 #![forbid(unsafe_code)]
 
-fn main() {
-    println!("mailvault");
+fn main() -> std::process::ExitCode {
+    mailvault::cli::main()
 }
