@@ -138,10 +138,9 @@ fn read_header<R: Read>(inner: &mut R) -> Result<(IndexHeader, &'static Layout),
         });
     }
     let layout = layout_for(u32_at(&prefix, 8))?;
-    let mut buf = vec![0; layout.header_size];
-    buf[..12].copy_from_slice(&prefix);
-    let rest = buf.get_mut(12..).unwrap_or_default();
-    let have = 12 + read_full(inner, rest)?;
+    let mut buf = prefix.to_vec();
+    buf.resize(layout.header_size, 0);
+    let have = 12 + read_full(inner, buf.get_mut(12..).unwrap_or_default())?;
     if have < layout.header_size {
         return Err(IndexError::TruncatedHeader {
             have,
