@@ -143,7 +143,8 @@ impl Settings {
                 config::Environment::with_prefix("MAILVAULT")
                     .prefix_separator("_")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(Some(overrides())),
             )
             .build()
             .and_then(|c| c.try_deserialize::<RawConfig>())
@@ -220,6 +221,15 @@ impl Settings {
     pub fn server(&self, slot: &str) -> Option<&Server> {
         self.servers.iter().find(|s| s.slot == slot)
     }
+}
+
+/// The `MAILVAULT_<SECTION>__<KEY>` variables. Every setting lives in a
+/// section, so variables without `__` (such as the test suite's
+/// `MAILVAULT_LAB`) are not settings and are left alone.
+fn overrides() -> config::Map<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("MAILVAULT_") && k.contains("__"))
+        .collect()
 }
 
 fn servers(raw: Vec<RawServer>) -> Result<Vec<Server>, ConfigError> {
@@ -339,6 +349,15 @@ mod tests {
         assert!(e.to_string().contains("is not host:port"));
         let e = parse("[store]\nroot = \"/x\"\ncolour = 1\n").unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        // No other test looks at network.retries, so setting it here races with nothing.
+        std::env::set_var("MAILVAULT_NETWORK__RETRIES", "7");
+        let s = parse("[network]\nretries = 2\n");
+        std::env::remove_var("MAILVAULT_NETWORK__RETRIES");
+        assert_eq!(s.unwrap().retries, 7);
     }
 
     #[test]

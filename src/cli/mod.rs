@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod inspect;
 mod report;
 
 #[derive(Debug, Parser)]
@@ -23,6 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Decode a Cyrus file: cyrus.index, cyrus.header, mailboxes.db.
+    Inspect(inspect::Args),
     /// Backup age per user: how many users were last backed up N hours ago.
     Report(report::Args),
 }
@@ -32,15 +35,29 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Inspect(args) => inspect::run(args),
         Command::Report(args) => report::run(args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mailvault: {e:#}");
+            eprintln!("mailvault: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. Many errors already quote their
+/// cause in their own message; a cause is added only when it says more.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+    }
+    out
 }
 
 fn init_logging(verbose: u8) {
