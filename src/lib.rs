@@ -6,3 +6,5 @@
 #![forbid(unsafe_code)]
 
 pub mod formats;
+pub mod protocol;
+pub mod source;
