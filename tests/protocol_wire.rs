@@ -214,7 +214,11 @@ fn our_requests_are_the_bytes_the_perl_client_sends() {
             // compare meanings.
             assert_eq!(parse_call(&ours), call, "{name}");
         } else if name.starts_with("38") {
-            assert_eq!(ours.to_ascii_lowercase(), req.to_ascii_lowercase(), "{name}");
+            assert_eq!(
+                ours.to_ascii_lowercase(),
+                req.to_ascii_lowercase(),
+                "{name}"
+            );
         } else {
             assert_eq!(
                 String::from_utf8_lossy(&ours),

@@ -104,12 +104,30 @@ impl FileSink for Collect {
 pub enum Call {
     Ping,
     Users,
-    UserStats { user: String },
-    UserFiles { user: String, items: Vec<UserFile> },
-    Folders { user: String },
-    MetaStats { user: String, folder: String },
-    MetaFiles { user: String, folder: String, items: Vec<MetaFile> },
-    Messages { user: String, folder: String, uids: Vec<u32> },
+    UserStats {
+        user: String,
+    },
+    UserFiles {
+        user: String,
+        items: Vec<UserFile>,
+    },
+    Folders {
+        user: String,
+    },
+    MetaStats {
+        user: String,
+        folder: String,
+    },
+    MetaFiles {
+        user: String,
+        folder: String,
+        items: Vec<MetaFile>,
+    },
+    Messages {
+        user: String,
+        folder: String,
+        uids: Vec<u32>,
+    },
 }
 
 /// Tokens of a well-formed request line: split on spaces, a `"..."` token
@@ -144,7 +162,10 @@ pub fn parse_call(line: &[u8]) -> Call {
         ("META", 3) => Call::UserStats { user: arg(2) },
         ("META", _) => Call::UserFiles {
             user: arg(2),
-            items: t[3..].iter().filter_map(|i| UserFile::from_name(i)).collect(),
+            items: t[3..]
+                .iter()
+                .filter_map(|i| UserFile::from_name(i))
+                .collect(),
         },
         ("FMULTISTATUS", _) => Call::Folders { user: arg(2) },
         ("FMETA", 4) => Call::MetaStats {
@@ -154,7 +175,10 @@ pub fn parse_call(line: &[u8]) -> Call {
         ("FMETA", _) => Call::MetaFiles {
             user: arg(2),
             folder: arg(3),
-            items: t[4..].iter().filter_map(|i| MetaFile::from_name(i)).collect(),
+            items: t[4..]
+                .iter()
+                .filter_map(|i| MetaFile::from_name(i))
+                .collect(),
         },
         ("FDATA", _) => Call::Messages {
             user: arg(2),
@@ -181,7 +205,7 @@ pub enum Decoded {
     },
 }
 
-fn files(sink: Collect, id: Option<FolderId>) -> Decoded {
+pub fn collected(sink: Collect, id: Option<FolderId>) -> Decoded {
     Decoded::Files {
         files: sink.files,
         missing: sink.missing,
@@ -205,7 +229,7 @@ pub fn decode_reply<R: BufRead>(
             let expected = names(items.iter().map(|i| i.name()).collect());
             let rest = reader.read_files("META", &expected, &mut sink)?;
             assert!(rest.is_empty());
-            files(sink, None)
+            collected(sink, None)
         }
         Call::Folders { .. } => Decoded::Folders(reader.read_folders()?),
         Call::MetaStats { .. } => {
@@ -215,12 +239,12 @@ pub fn decode_reply<R: BufRead>(
         Call::MetaFiles { items, .. } => {
             let expected = names(items.iter().map(|i| i.name()).collect());
             let id = reader.read_folder_files("FMETA", &expected, &mut sink)?;
-            files(sink, Some(id))
+            collected(sink, Some(id))
         }
         Call::Messages { uids, .. } => {
             let expected: Vec<String> = uids.iter().map(u32::to_string).collect();
             let id = reader.read_folder_files("FDATA", &expected, &mut sink)?;
-            files(sink, Some(id))
+            collected(sink, Some(id))
         }
     })
 }
@@ -236,7 +260,10 @@ pub fn split_session(c2s: &[u8], s2c: &[u8]) -> Vec<(Vec<u8>, Vec<u8>, Decoded)>
         let end = s2c.len() - reader.get_ref().len();
         out.push((line.to_vec(), s2c[start..end].to_vec(), decoded));
     }
-    assert!(reader.get_ref().is_empty(), "the whole session was consumed");
+    assert!(
+        reader.get_ref().is_empty(),
+        "the whole session was consumed"
+    );
     out
 }
 
@@ -276,8 +303,11 @@ pub fn replay_server(replies: HashMap<Vec<u8>, Vec<u8>>) -> SocketAddr {
                 let mut line = Vec::new();
                 while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
                     let reply = replies.get(&line).cloned().unwrap_or_else(|| {
-                        format!("NO replay has no answer for {:?}\n", String::from_utf8_lossy(&line))
-                            .into_bytes()
+                        format!(
+                            "NO replay has no answer for {:?}\n",
+                            String::from_utf8_lossy(&line)
+                        )
+                        .into_bytes()
                     });
                     if stream.write_all(&reply).is_err() {
                         return;
@@ -379,7 +409,8 @@ fn apply(source: &mut MemorySource, call: &Call, decoded: &Decoded) {
         (Call::Messages { user, folder, .. }, Decoded::Files { files, .. }) => {
             let f = folder_mut(source, user, folder);
             for got in files {
-                f.messages.insert(got.name.parse().unwrap(), memory_file(got));
+                f.messages
+                    .insert(got.name.parse().unwrap(), memory_file(got));
             }
         }
         _ => {}
