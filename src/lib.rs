@@ -10,4 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod formats;
 pub mod progress;
+pub mod protocol;
+pub mod source;
 pub mod store;
