@@ -2,4 +2,5 @@
 //! agent` (any Cyrus from 2.3 to 3.12) and for the in-process local source.
 
 pub mod imapd_conf;
+pub mod index_lock;
 pub mod spool_layout;
