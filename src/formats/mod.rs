@@ -3,3 +3,7 @@
 pub mod guid;
 
 pub use guid::Guid;
+pub mod cyrusdb;
+pub mod flat;
+pub mod skiplist;
+pub mod twoskip;
