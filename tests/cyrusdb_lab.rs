@@ -141,3 +141,74 @@ fn all_three_readers_agree_with_cyr_dbtool() {
         assert_eq!(by_prefix, n_records, "{name} prefix scan");
     }
 }
+
+/// One user's live folders per `ctl_mboxlist -d`: (name, uniqueid, partition)
+/// of every entry under `user.<u>` whose type is not a tombstone etc.
+fn dumped_folders(dump: &serde_json::Value, inbox: &str) -> Vec<(String, String, String)> {
+    let entries = dump.as_object().expect("ctl_mboxlist -d prints an object");
+    entries
+        .iter()
+        .filter(|(name, _)| *name == inbox || name.starts_with(&format!("{inbox}.")))
+        .filter(|(_, e)| {
+            let mbtype = e["mbtype"].as_str().unwrap_or_default();
+            !mbtype.chars().any(|c| "dirzm".contains(c))
+        })
+        .map(|(name, e)| {
+            let text = |field: &str| e[field].as_str().unwrap_or_default().to_string();
+            (name.clone(), text("uniqueid"), text("partition"))
+        })
+        .collect()
+}
+
+#[test]
+fn user_folders_and_users_agree_with_ctl_mboxlist() {
+    use mailvault::formats::mailbox_name::{user_inbox_internal, NameConfig};
+    use mailvault::formats::mailboxes_db::{user_folders, users, DeletedFolders};
+
+    let Some(lab) = Lab::find("user_folders_and_users_agree_with_ctl_mboxlist") else {
+        return;
+    };
+    let (dir, twoskip) = lab.scratch_copy();
+    let skiplist = dir.path().join("mailboxes.skiplist");
+    lab.convert(&twoskip, &skiplist, "skiplist");
+    let dump: serde_json::Value =
+        serde_json::from_slice(&lab.run("ctl_mboxlist", &["-d", "-f", s(&twoskip)])).unwrap();
+    let cfg = NameConfig {
+        unixhierarchysep: true,
+        ..NameConfig::default()
+    };
+    for file in [&twoskip, &skiplist] {
+        let db = CyrusDb::open(file).unwrap();
+        let userids = users(&db, &cfg).unwrap();
+        assert!(!userids.is_empty(), "the lab has users");
+        let mut expected_users: Vec<String> = dump
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(name, e)| {
+                name.matches('.').count() == 1
+                    && name.starts_with("user.")
+                    && !e["mbtype"].as_str().unwrap_or_default().contains('d')
+            })
+            .map(|(name, _)| name["user.".len()..].replace('^', "."))
+            .collect();
+        expected_users.sort();
+        let mut sorted = userids.clone();
+        sorted.sort();
+        assert_eq!(sorted, expected_users);
+        for userid in &userids {
+            let inbox = user_inbox_internal(userid, &cfg);
+            let mut expected = dumped_folders(&dump, &inbox);
+            let got: Vec<_> = user_folders(&db, userid, &cfg, DeletedFolders::Exclude)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.internal_name, e.uniqueid.unwrap_or_default(), e.partition))
+                .collect();
+            assert_eq!(got.first().map(|f| f.0.as_str()), Some(inbox.as_str()));
+            expected.sort();
+            let mut sorted = got.clone();
+            sorted.sort();
+            assert_eq!(sorted, expected, "folders of {userid}");
+        }
+    }
+}

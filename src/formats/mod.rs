@@ -5,5 +5,7 @@ pub mod guid;
 pub use guid::Guid;
 pub mod cyrusdb;
 pub mod flat;
+pub mod mailbox_name;
+pub mod mailboxes_db;
 pub mod skiplist;
 pub mod twoskip;
