@@ -7,5 +7,7 @@ pub mod cyrusdb;
 pub mod flat;
 pub mod mailbox_name;
 pub mod mailboxes_db;
+pub mod seen_db;
 pub mod skiplist;
+pub mod subs_db;
 pub mod twoskip;

@@ -158,7 +158,8 @@ impl Parser<'_> {
         }
     }
 
-    /// A bare item ends at a space or a bracket; `NIL` is no value.
+    /// A bare item ends at a space, a bracket or a line end (so it is never
+    /// empty: `value` only calls this on another byte); `NIL` is no value.
     fn atom(&mut self) -> Value {
         let start = self.at;
         while let Some(b) = self.peek() {
