@@ -542,6 +542,63 @@ mod tests {
         );
     }
 
+    /// A 3.6 database as flat text: bob's INBOX and folders, a tombstone, a
+    /// deleted folder, and "bobby", whose name merely starts with "bob".
+    fn bob_db() -> CyrusDb {
+        let lines: [&[u8]; 7] = [
+            b"NDELETED\x1Fuser\x1Fbob\x1FOld\x1F65A1B2C3\t%(T e I d1 P default)\n",
+            b"Nuser\x1Fbob\t%(T e I b0 P default)\n",
+            b"Nuser\x1Fbob\x1FGone\t%(T ed I g0)\n",
+            b"Nuser\x1Fbob\x1FSent\t%(T e I b1 P default)\n",
+            b"Nuser\x1Fbob\x1FSent\x1F2024\t%(T e I b2 P p2)\n",
+            b"Nuser\x1Fbobby\t%(T e I y0 P default)\n",
+            b"Ib0\t%(T e N user\x1Fbob P default)\n",
+        ];
+        CyrusDb::from_bytes("mailboxes.db", lines.concat()).unwrap()
+    }
+
+    #[test]
+    fn user_folders_lists_the_inbox_then_live_descendants_then_deleted_ones() {
+        let db = bob_db();
+        let names = |deleted| -> Vec<String> {
+            user_folders(&db, "bob", &cfg(), deleted)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.internal_name)
+                .collect()
+        };
+        assert_eq!(
+            names(DeletedFolders::Exclude),
+            vec!["user.bob", "user.bob.Sent", "user.bob.Sent.2024"]
+        );
+        assert_eq!(
+            names(DeletedFolders::Include),
+            vec![
+                "user.bob",
+                "user.bob.Sent",
+                "user.bob.Sent.2024",
+                "DELETED.user.bob.Old.65A1B2C3"
+            ]
+        );
+        assert_eq!(users(&db, &cfg()).unwrap(), vec!["bob", "bobby"]);
+    }
+
+    #[test]
+    fn a_2x_database_is_listed_the_same_way() {
+        let db = CyrusDb::from_bytes(
+            "mailboxes.db",
+            b"user.bob\t0 default bob\tlrs\t\nuser.bob-x\t0 default x\tlrs\t\n\
+              user.bob.Sent\t0 default bob\tlrs\t\n"
+                .to_vec(),
+        )
+        .unwrap();
+        assert_eq!(KeyForm::detect(&db).unwrap(), KeyForm::InternalNames);
+        let folders = user_folders(&db, "bob", &cfg(), DeletedFolders::Exclude).unwrap();
+        let names: Vec<_> = folders.iter().map(|e| e.internal_name.as_str()).collect();
+        assert_eq!(names, vec!["user.bob", "user.bob.Sent"]);
+        assert_eq!(users(&db, &cfg()).unwrap(), vec!["bob", "bob-x"]);
+    }
+
     proptest! {
         #[test]
         fn arbitrary_values_never_panic(
