@@ -3,3 +3,5 @@
 pub mod guid;
 
 pub use guid::Guid;
+pub mod backup_tar;
+pub mod gzip_members;
