@@ -414,6 +414,11 @@ impl<R: Read> TarReader<R> {
         BodyReader { tar: self }
     }
 
+    /// The rest of the current body as a reader of its own.
+    pub fn into_body(self) -> io::Take<R> {
+        self.inner.take(self.body_left)
+    }
+
     fn skip_rest(&mut self) -> Result<(), TarError> {
         let n = self.body_left + self.pad_left;
         if n == 0 {
