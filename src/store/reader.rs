@@ -78,3 +78,32 @@ pub fn stream_all(path: &Path, gz: bool) -> Result<TarReader<Box<dyn Read>>> {
     };
     Ok(TarReader::new(r))
 }
+
+/// The data file `name` in `dir`, following the metadir link the Perl
+/// client makes (`backupdata-… -> ../../data/<user>/backupdata-…`). A copy
+/// that lost the symlink keeps its target as the file's text (git without
+/// symlink support does this); such a stub is followed too when its text
+/// is a relative path to an existing file of the same name.
+pub fn resolve_data_path(dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let Ok(md) = std::fs::symlink_metadata(&path) else {
+        return path;
+    };
+    if !md.is_file() || md.len() > 4096 {
+        return path;
+    }
+    let Ok(text) = std::fs::read(&path) else {
+        return path;
+    };
+    let Ok(text) = std::str::from_utf8(&text) else {
+        return path;
+    };
+    let target = dir.join(text.trim_end());
+    let same_name = Path::new(text.trim_end())
+        .file_name()
+        .is_some_and(|n| n == name);
+    if same_name && target.is_file() && target != path {
+        return target;
+    }
+    path
+}

@@ -66,7 +66,7 @@ pub fn rebuild_state(dir: &Path, force: bool) -> Result<RebuildSummary> {
 }
 
 fn build(dir: &Path, data_file: &str, new_path: &Path) -> Result<RebuildSummary> {
-    let data_path = dir.join(data_file);
+    let data_path = super::reader::resolve_data_path(dir, data_file);
     let gz = data_file.ends_with(".gz");
     let conn = Connection::open(new_path).at(new_path)?;
     schema::ensure(&conn).at(new_path)?;

@@ -88,6 +88,10 @@ pub struct UserStore {
     data_name: String,
     gz: bool,
     writable: bool,
+    has_ours: bool,
+    /// Members found by scanning, for read-only opens of stores without
+    /// `mv_members` (Perl-made): scanned once, on first random access.
+    scanned: std::cell::OnceCell<Vec<MemberInfo>>,
     opts: StoreOptions,
     _lock: Option<StoreLock>,
 }
@@ -127,6 +131,8 @@ impl UserStore {
             gz: is_gz(&data_name),
             data_name,
             writable: true,
+            has_ours: true,
+            scanned: Default::default(),
             opts,
             _lock: Some(lock),
         };
@@ -150,6 +156,7 @@ impl UserStore {
         check_schema(&conn, &state_path)?;
         let status = state::status(&conn).at(&state_path)?;
         let data_name = status.map(|s| s.0).unwrap_or_default();
+        let has_ours = schema::has_ours(&conn).at(&state_path)?;
         Ok(UserStore {
             dir: dir.to_path_buf(),
             state_path,
@@ -157,6 +164,8 @@ impl UserStore {
             gz: is_gz(&data_name),
             data_name,
             writable: false,
+            has_ours,
+            scanned: Default::default(),
             opts: StoreOptions::default(),
             _lock: None,
         })
@@ -166,8 +175,9 @@ impl UserStore {
         &self.dir
     }
 
+    /// The data file, through the metadir link of a Perl-made store.
     pub fn data_path(&self) -> PathBuf {
-        self.dir.join(&self.data_name)
+        reader::resolve_data_path(&self.dir, &self.data_name)
     }
 
     pub fn is_compressed(&self) -> bool {
@@ -210,7 +220,18 @@ impl UserStore {
         if !self.gz {
             return Ok(Vec::new());
         }
-        state::members(&self.conn).at(&self.state_path)
+        if self.has_ours {
+            let recorded = state::members(&self.conn).at(&self.state_path)?;
+            if !recorded.is_empty() || self.writable {
+                return Ok(recorded);
+            }
+        }
+        if let Some(m) = self.scanned.get() {
+            return Ok(m.clone());
+        }
+        let path = self.data_path();
+        let found = scan_members(File::open(&path).at(&path)?).at(&path)?;
+        Ok(self.scanned.get_or_init(|| found).clone())
     }
 
     /// Starts an append transaction; `run_time` stamps links and markers.
@@ -272,6 +293,9 @@ impl UserStore {
 
     /// Every `cyrus.index` copy of a folder, oldest first.
     pub fn index_history(&self, uniqueid: &str) -> Result<Vec<HistoryEntry>> {
+        if !self.has_ours {
+            return Ok(Vec::new());
+        }
         state::history(&self.conn, uniqueid).at(&self.state_path)
     }
 
