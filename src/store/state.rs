@@ -423,6 +423,25 @@ pub fn members(conn: &Connection) -> Sql<Vec<MemberInfo>> {
     rows.collect()
 }
 
+/// The member holding uncompressed `offset`.
+pub fn member_for(conn: &Connection, offset: u64) -> Sql<Option<MemberInfo>> {
+    conn.query_row(
+        "SELECT coffset, clength, uoffset, ulength, sha1 FROM mv_members
+         WHERE uoffset <= ?1 ORDER BY uoffset DESC LIMIT 1",
+        [i(offset)],
+        |r| {
+            Ok(MemberInfo {
+                compressed_offset: u(r.get(0)?),
+                compressed_len: u(r.get(1)?),
+                uncompressed_offset: u(r.get(2)?),
+                uncompressed_len: u(r.get(3)?),
+                sha1: r.get::<_, String>(4)?.parse().unwrap_or_default(),
+            })
+        },
+    )
+    .optional()
+}
+
 pub fn add_history(conn: &Connection, uniqueid: &str, offset: u64, mtime: u64) -> Sql<()> {
     conn.execute(
         "INSERT OR REPLACE INTO mv_history (uniqueid, offset, mtime) VALUES (?1, ?2, ?3)",

@@ -234,6 +234,17 @@ impl UserStore {
         Ok(self.scanned.get_or_init(|| found).clone())
     }
 
+    /// The members random access to `offset` needs: the one holding it
+    /// when `mv_members` knows, else every member.
+    fn members_for(&self, offset: u64) -> Result<Vec<MemberInfo>> {
+        if self.gz && self.has_ours {
+            if let Some(m) = state::member_for(&self.conn, offset).at(&self.state_path)? {
+                return Ok(vec![m]);
+            }
+        }
+        self.members()
+    }
+
     /// Starts an append transaction; `run_time` stamps links and markers.
     pub fn begin(&mut self, run_time: u64) -> Result<AppendTx<'_>> {
         if !self.writable {
@@ -311,7 +322,7 @@ impl UserStore {
     /// Any entry by its offset: header and whole body.
     pub fn read_entry_at(&self, offset: u64) -> Result<(EntryHeader, Vec<u8>)> {
         let path = self.data_path();
-        let members = self.members()?;
+        let members = self.members_for(offset)?;
         let (e, mut tar) = reader::entry_at(&path, self.gz, &members, offset)?;
         let body = tar.read_body().at(&path)?;
         Ok((e.header, body))
@@ -343,7 +354,7 @@ impl UserStore {
             .at(&self.state_path)?
             .ok_or(StoreError::NoSuchMessage(*guid))?;
         let path = self.data_path();
-        let members = self.members()?;
+        let members = self.members_for(offset)?;
         let (e, tar) = reader::entry_at(&path, self.gz, &members, offset)?;
         let expected = file_name(guid);
         if e.header.name != expected {
