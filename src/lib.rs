@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod formats;

@@ -463,6 +463,11 @@ impl AppendTx<'_> {
         self.store
     }
 
+    /// Bytes appended so far (uncompressed), to decide when to checkpoint.
+    pub fn bytes_added(&self) -> u64 {
+        self.bytes_added
+    }
+
     /// Appends `files/<guid>` unless the store has it already (then `false`).
     /// The body is hashed as it streams; a mismatch fails the transaction.
     pub fn add_message(&mut self, guid: &Guid, meta: &FileMeta, body: impl Read) -> Result<bool> {

@@ -112,10 +112,10 @@ impl Parser<'_> {
             }
             Some(b'"') => self.quoted(),
             Some(b'{') => self.literal(),
-            Some(b')') => Err(DlistError::Unexpected {
-                at: self.at,
-                byte: b')',
-            }),
+            // An atom cannot start here: it would be empty and never advance.
+            Some(byte @ (b')' | b'\r' | b'\n')) => {
+                Err(DlistError::Unexpected { at: self.at, byte })
+            }
             Some(_) => Ok(self.atom()),
         }
     }
@@ -258,6 +258,12 @@ mod tests {
                 (b"admin".to_vec(), s("lrswipkxtecdan")),
             ]))
         );
+    }
+
+    #[test]
+    fn a_line_end_inside_a_list_is_an_error_not_an_endless_loop() {
+        assert!(parse(b"(\n").is_err());
+        assert!(parse(b"%(A \r)").is_err());
     }
 
     #[test]

@@ -1,0 +1,515 @@
+//! One user's backup: the algorithm of DESIGN.md §4 over any [`Source`] and a
+//! [`UserStore`], with no actors inside (the one-shot command, the daemon's
+//! workers and the tests all call [`backup_user`]).
+//!
+//! Steps: the user's seen/sub files when their stat changed; the folder list;
+//! deletion markers for names the server no longer lists; then per folder,
+//! in server order, the plan of [`plan`]: skip, link only (a rename), or
+//! fetch the meta files under the server's lock, parse `cyrus.index`, fetch
+//! the messages whose GUID the store lacks (each verified against its GUID
+//! before it is appended), then append the index, the other meta files and
+//! the name link. Messages are deduplicated across all of the user's folders.
+//!
+//! Failures are contained: a folder whose index does not parse, whose
+//! message changed underfoot or is missing, or that the server refuses, is
+//! reported and skipped (its stored state stays as it was, the outcome is
+//! `Partial`); a broken connection ends the user's run after committing what
+//! was verified; only store failures and a failed folder list fail the user.
+
+pub mod plan;
+pub mod sinks;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::formats::cyrus_index::{parse_expunge, parse_index, IndexRecord};
+use crate::formats::Guid;
+use crate::progress::Progress;
+use crate::source::{FolderStatus, MetaFile, Source, SourceError, UserFile};
+use crate::store::{AppendTx, FileMeta, StoreError, UserStore};
+use plan::{duplicate_names, plan_folder, user_file_changed, FolderPlan, StoredFolder};
+use sinks::{Collect, MessageProblem, MessageSink, Received};
+
+/// Tunables of one user's run.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Commit and start a new transaction once one has added this many bytes,
+    /// so a crash in a huge first backup loses at most this much work.
+    pub checkpoint_bytes: u64,
+}
+
+impl Default for BackupOptions {
+    fn default() -> BackupOptions {
+        BackupOptions {
+            checkpoint_bytes: 256 << 20,
+        }
+    }
+}
+
+/// How a user's run ended when it did not fail outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    /// Some folders were skipped with an error; the rest is stored.
+    Partial,
+}
+
+/// A folder that was not backed up, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FolderError {
+    pub folder: String,
+    pub problem: String,
+}
+
+/// What one user's run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserReport {
+    pub user: String,
+    pub outcome: Outcome,
+    pub folders_seen: u64,
+    pub folders_changed: u64,
+    pub messages_fetched: u64,
+    pub bytes_fetched: u64,
+    pub folder_errors: Vec<FolderError>,
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// A user whose backup failed as a whole. Nothing of the failed run is
+/// visible in the store, apart from checkpoints committed before the failure.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("user {user}: {during}: {source}")]
+    Source {
+        user: String,
+        during: &'static str,
+        #[source]
+        source: Box<SourceError>,
+    },
+    #[error("user {user}: store: {source}")]
+    Store {
+        user: String,
+        #[source]
+        source: Box<StoreError>,
+    },
+}
+
+impl BackupError {
+    /// Whether trying the user again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BackupError::Source { source, .. } => source.is_retryable(),
+            BackupError::Store { source, .. } => matches!(**source, StoreError::Locked(_)),
+        }
+    }
+}
+
+/// Backs up `user` from `source` into `store`.
+pub fn backup_user(
+    source: &mut dyn Source,
+    store: &mut UserStore,
+    user: &str,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<UserReport, BackupError> {
+    let started = Instant::now();
+    progress.user_started(user);
+    let mut run = Run {
+        user,
+        progress,
+        report: UserReport {
+            user: user.to_owned(),
+            outcome: Outcome::Ok,
+            folders_seen: 0,
+            folders_changed: 0,
+            messages_fetched: 0,
+            bytes_fetched: 0,
+            folder_errors: Vec::new(),
+            duration: Duration::ZERO,
+        },
+        fetched: HashSet::new(),
+    };
+    run.all(source, store, options)?;
+    run.report.duration = started.elapsed();
+    if !run.report.folder_errors.is_empty() {
+        run.report.outcome = Outcome::Partial;
+    }
+    progress.user_finished(user);
+    Ok(run.report)
+}
+
+/// Why one folder was not backed up.
+enum FolderFailure {
+    /// This folder only; go on with the next.
+    Folder(String),
+    /// The connection is gone: no further folder can be fetched.
+    Transport(String),
+    Store(Box<StoreError>),
+}
+
+impl From<StoreError> for FolderFailure {
+    fn from(e: StoreError) -> FolderFailure {
+        FolderFailure::Store(Box::new(e))
+    }
+}
+
+impl FolderFailure {
+    fn from_source(during: &str, e: SourceError) -> FolderFailure {
+        match e {
+            SourceError::Sink { source, .. } => FolderFailure::Store(Box::new(
+                StoreError::Poisoned(format!("{during}: {source}")),
+            )),
+            e if e.is_retryable() || matches!(e, SourceError::Protocol(_)) => {
+                FolderFailure::Transport(format!("{during}: {e}"))
+            }
+            e => FolderFailure::Folder(format!("{during}: {e}")),
+        }
+    }
+}
+
+struct Run<'a> {
+    user: &'a str,
+    progress: &'a dyn Progress,
+    report: UserReport,
+    /// GUIDs fetched in this run, so a message in two changed folders is fetched once.
+    fetched: HashSet<Guid>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn file_meta(r: &Received) -> FileMeta {
+    FileMeta::new(r.stat.size, r.stat.mtime.max(0) as u64, r.stat.inode)
+}
+
+impl Run<'_> {
+    fn source_err(&self, during: &'static str) -> impl FnOnce(SourceError) -> BackupError + '_ {
+        move |source| BackupError::Source {
+            user: self.user.to_owned(),
+            during,
+            source: Box::new(source),
+        }
+    }
+
+    fn store_err(&self) -> impl FnOnce(StoreError) -> BackupError + '_ {
+        move |source| BackupError::Store {
+            user: self.user.to_owned(),
+            source: Box::new(source),
+        }
+    }
+
+    fn all(
+        &mut self,
+        source: &mut dyn Source,
+        store: &mut UserStore,
+        options: &BackupOptions,
+    ) -> Result<(), BackupError> {
+        let run_time = now();
+        let user_files = source
+            .user_files(self.user)
+            .map_err(self.source_err("META"))?;
+        let folders = source
+            .folders(self.user)
+            .map_err(self.source_err("FMULTISTATUS"))?;
+        let mut tx = store.begin(run_time).map_err(self.store_err())?;
+        self.user_files(source, &mut tx, &user_files)?;
+        let duplicates = duplicate_names(&folders);
+        self.mark_vanished(&mut tx, &folders)?;
+        for folder in &folders {
+            if duplicates.contains(&folder.name) {
+                self.folder_error(
+                    &folder.name,
+                    "the server listed this folder more than once".into(),
+                );
+                continue;
+            }
+            match self.folder(source, &mut tx, folder) {
+                Ok(()) => {}
+                Err(FolderFailure::Folder(problem)) => self.folder_error(&folder.name, problem),
+                Err(FolderFailure::Transport(problem)) => {
+                    self.folder_error(&folder.name, problem);
+                    break;
+                }
+                Err(FolderFailure::Store(e)) => return Err(self.store_err()(*e)),
+            }
+            if tx.bytes_added() >= options.checkpoint_bytes {
+                tx.commit().map_err(self.store_err())?;
+                tx = store.begin(run_time).map_err(self.store_err())?;
+            }
+        }
+        tx.commit().map_err(self.store_err())?;
+        Ok(())
+    }
+
+    fn folder_error(&mut self, folder: &str, problem: String) {
+        tracing::warn!(user = self.user, folder, "{problem}");
+        self.report.folder_errors.push(FolderError {
+            folder: folder.to_owned(),
+            problem,
+        });
+    }
+
+    /// `seen` and `sub`, fetched again when their stat changed.
+    fn user_files(
+        &mut self,
+        source: &mut dyn Source,
+        tx: &mut AppendTx,
+        listed: &[(UserFile, crate::source::FileStat)],
+    ) -> Result<(), BackupError> {
+        let mut changed = Vec::new();
+        for (file, stat) in listed {
+            let stored = tx
+                .store()
+                .meta_state(file.name())
+                .map_err(self.store_err())?;
+            if user_file_changed(stat, stored.as_ref()) {
+                changed.push(*file);
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut got = Collect::default();
+        source
+            .fetch_user_files(self.user, &changed, &mut got)
+            .map_err(self.source_err("META"))?;
+        for (name, file) in &got.files {
+            tx.add_meta(name, &file_meta(file), &file.sha1, &file.bytes[..])
+                .map_err(self.store_err())?;
+        }
+        Ok(())
+    }
+
+    /// A deletion marker for every live name the server no longer lists.
+    fn mark_vanished(
+        &mut self,
+        tx: &mut AppendTx,
+        folders: &[FolderStatus],
+    ) -> Result<(), BackupError> {
+        let listed: HashSet<&str> = folders.iter().map(|f| f.name.as_str()).collect();
+        for (name, _) in tx.store().live_folders().map_err(self.store_err())? {
+            if !listed.contains(name.as_str()) {
+                tx.mark_deleted(&name).map_err(self.store_err())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn folder(
+        &mut self,
+        source: &mut dyn Source,
+        tx: &mut AppendTx,
+        folder: &FolderStatus,
+    ) -> Result<(), FolderFailure> {
+        let stored = stored_folder(tx, folder)?;
+        let plan = plan_folder(folder, &stored);
+        self.report.folders_seen += 1;
+        self.progress
+            .folder_seen(matches!(plan, FolderPlan::Fetch { .. }));
+        match plan {
+            FolderPlan::Skip => Ok(()),
+            FolderPlan::Link => Ok(tx.link(&folder.name, &folder.uniqueid)?),
+            FolderPlan::Fetch { link } => {
+                self.report.folders_changed += 1;
+                self.fetch_folder(source, tx, folder, link)
+            }
+        }
+    }
+
+    fn fetch_folder(
+        &mut self,
+        source: &mut dyn Source,
+        tx: &mut AppendTx,
+        folder: &FolderStatus,
+        link: bool,
+    ) -> Result<(), FolderFailure> {
+        let mut meta = Collect::default();
+        let id = source
+            .fetch_folder_meta(self.user, &folder.name, &MetaFile::ALL, &mut meta)
+            .map_err(|e| FolderFailure::from_source("FMETA", e))?;
+        // The folder may have been replaced since FMULTISTATUS: trust FMETA.
+        let uniqueid = if id.uniqueid.is_empty() {
+            folder.uniqueid.clone()
+        } else {
+            id.uniqueid
+        };
+        let Some(index) = meta.files.get(MetaFile::Index.name()) else {
+            return Err(FolderFailure::Folder(
+                "the server sent no cyrus.index".into(),
+            ));
+        };
+        let records = records(index, meta.files.get("expunge"))?;
+        let rows = self.messages(source, tx, folder, &uniqueid, &records)?;
+        tx.set_indexed(&uniqueid, &rows)?;
+        self.meta_files(tx, &uniqueid, &meta)?;
+        if link || uniqueid != folder.uniqueid {
+            tx.link(&folder.name, &uniqueid)?;
+        }
+        Ok(())
+    }
+
+    /// Fetches what the store lacks; returns the folder's `(uid, guid)` rows.
+    fn messages(
+        &mut self,
+        source: &mut dyn Source,
+        tx: &mut AppendTx,
+        folder: &FolderStatus,
+        uniqueid: &str,
+        records: &[IndexRecord],
+    ) -> Result<Vec<(u32, Guid)>, FolderFailure> {
+        let known: HashMap<u32, Guid> = tx.store().indexed(uniqueid)?.into_iter().collect();
+        let mut rows = BTreeMap::new();
+        let mut wanted: HashMap<u32, Option<Guid>> = HashMap::new();
+        let mut wanted_guids = HashSet::new();
+        let mut later = Vec::new();
+        let mut expunged = HashSet::new();
+        for r in records.iter().filter(|r| !r.is_unlinked()) {
+            if r.is_expunged() {
+                expunged.insert(r.uid);
+            }
+            let guid = if r.guid.is_null() {
+                known.get(&r.uid).copied()
+            } else {
+                Some(r.guid)
+            };
+            match guid {
+                Some(g) if self.fetched.contains(&g) || tx.has_message(&g)? => {
+                    rows.insert(r.uid, g);
+                }
+                Some(g) if !wanted_guids.insert(g) => later.push((r.uid, g)),
+                guid => {
+                    wanted.insert(r.uid, guid);
+                }
+            }
+        }
+        if !wanted.is_empty() {
+            let mut uids: Vec<u32> = wanted.keys().copied().collect();
+            uids.sort_unstable();
+            let mut sink = MessageSink::new(tx, &wanted, &expunged);
+            let result = source.fetch_messages(self.user, &folder.name, &uids, &mut sink);
+            self.report.messages_fetched += sink.messages;
+            self.report.bytes_fetched += sink.bytes;
+            for _ in 0..sink.messages {
+                self.progress.message_stored(0);
+            }
+            self.fetched.extend(sink.stored.values().copied());
+            rows.extend(sink.stored.iter().map(|(u, g)| (*u, *g)));
+            let problems = std::mem::take(&mut sink.problems);
+            result.map_err(|e| FolderFailure::from_source("FDATA", e))?;
+            if !problems.is_empty() {
+                return Err(FolderFailure::Folder(describe(&problems)));
+            }
+        }
+        for (uid, guid) in later {
+            if self.fetched.contains(&guid) {
+                rows.insert(uid, guid);
+            }
+        }
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Appends the index and the other meta files that changed, and delete
+    /// markers for the ones the server no longer has.
+    fn meta_files(
+        &mut self,
+        tx: &mut AppendTx,
+        uniqueid: &str,
+        meta: &Collect,
+    ) -> Result<(), FolderFailure> {
+        let index = MetaFile::Index.name();
+        let others = MetaFile::ALL
+            .iter()
+            .map(|m| m.name())
+            .filter(|n| *n != index);
+        for name in std::iter::once(index).chain(others) {
+            match meta.files.get(name) {
+                Some(file) => {
+                    let stored = tx.store().folder_file_state(uniqueid, name)?;
+                    let same = stored
+                        .is_some_and(|s| s.sha1.as_deref() == Some(file.sha1.to_hex().as_str()));
+                    if !same {
+                        tx.add_folder_file(
+                            uniqueid,
+                            name,
+                            &file_meta(file),
+                            &file.sha1,
+                            &file.bytes[..],
+                        )?;
+                    }
+                }
+                None => {
+                    tx.delete_folder_file(uniqueid, name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn stored_folder(tx: &AppendTx, folder: &FolderStatus) -> Result<StoredFolder, StoreError> {
+    let store = tx.store();
+    let mut files = BTreeMap::new();
+    for kind in MetaFile::ALL {
+        if let Some(stat) = store.folder_file_state(&folder.uniqueid, kind.name())? {
+            files.insert(kind, stat);
+        }
+    }
+    Ok(StoredFolder {
+        linked_uniqueid: store.folder_for_name(&folder.name)?,
+        files,
+    })
+}
+
+/// The index's records, plus a 2.3 `cyrus.expunge`'s (expunged but present).
+fn records(
+    index: &Received,
+    expunge: Option<&Received>,
+) -> Result<Vec<IndexRecord>, FolderFailure> {
+    let (_, mut records) = parse_index(&index.bytes)
+        .map_err(|e| FolderFailure::Folder(format!("cyrus.index: {e}")))?;
+    if let Some(expunge) = expunge {
+        let (_, extra) = parse_expunge(&expunge.bytes)
+            .map_err(|e| FolderFailure::Folder(format!("cyrus.expunge: {e}")))?;
+        let present: HashSet<u32> = records.iter().map(|r| r.uid).collect();
+        records.extend(
+            extra
+                .into_iter()
+                .filter(|r| !present.contains(&r.uid))
+                .map(|mut r| {
+                    r.internal_flags |= crate::formats::cyrus_index::FLAG_INTERNAL_EXPUNGED;
+                    r
+                }),
+        );
+    }
+    Ok(records)
+}
+
+fn describe(problems: &[MessageProblem]) -> String {
+    let parts: Vec<String> = problems
+        .iter()
+        .take(5)
+        .map(|p| match p {
+            MessageProblem::ChangedUnderfoot { uid, expected, got } => {
+                format!("message uid {uid} changed underfoot: the index says {expected}, the file is {got}")
+            }
+            MessageProblem::Missing { uid, why } => format!("message uid {uid} is missing ({why})"),
+        })
+        .collect();
+    let more = problems.len().saturating_sub(parts.len());
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!("{}{tail}", parts.join("; "))
+}
