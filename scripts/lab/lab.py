@@ -4,6 +4,9 @@
   lab.py populate --env LAB/lab.env --users N [--folders F] [--msgs M] [--seed S]
   lab.py dump --env LAB/lab.env USER...        (JSON on stdout: Cyrus's view, the tests' oracle)
   lab.py deliver --env LAB/lab.env USER        (one more message over LMTP)
+  lab.py change --env LAB/lab.env USER ACTION ARGS...
+        ACTION: create FOLDER | delete FOLDER | rename OLD NEW | append FOLDER
+                | flag FOLDER UID FLAGS | expunge FOLDER UID
 
 Every user gets INBOX plus folders that exercise what a backup must get right:
 nesting several levels deep, a name with a '.' inside it (only possible with
@@ -133,7 +136,7 @@ def deliver(e, user, text):
 def cmd_populate(a):
     e = env(a.env)
     rng = random.Random(a.seed)
-    users = ["user%d" % i for i in range(1, a.users + 1)]
+    users = ["%s%d" % (a.prefix, i) for i in range(1, a.users + 1)]
     create_users(e, users)
     for u in users:
         populate_user(e, u, a.folders, a.msgs, rng)
@@ -191,6 +194,33 @@ def cmd_deliver(a):
     deliver(e, a.user, "From: x@example.org\r\nSubject: delivery %f\r\n\r\nbody\r\n" % time.time())
 
 
+def cmd_change(a):
+    """One change made as the user, the way a mail client would make it."""
+    e = env(a.env)
+    imap = connect(e, a.user, e["USER_PASS"])
+    act, args = a.action, a.args
+    q = lambda name: '"%s"' % name
+    if act == "create":
+        ok(imap.create(q(args[0])), "CREATE")
+    elif act == "delete":
+        ok(imap.delete(q(args[0])), "DELETE")
+    elif act == "rename":
+        ok(imap.rename(q(args[0]), q(args[1])), "RENAME")
+    elif act == "append":
+        rng = random.Random(time.time())
+        ok(imap.append(q(args[0]), "(\\Seen)", None, message(rng, a.user, 999, time.time())), "APPEND")
+    elif act == "flag":
+        ok(imap.select(q(args[0])), "SELECT")
+        ok(imap.uid("STORE", args[1], "+FLAGS", "(%s)" % args[2]), "STORE")
+    elif act == "expunge":
+        ok(imap.select(q(args[0])), "SELECT")
+        ok(imap.uid("STORE", args[1], "+FLAGS", "(\\Deleted)"), "STORE")
+        ok(imap.expunge(), "EXPUNGE")
+    else:
+        raise SystemExit("unknown action %s" % act)
+    imap.logout()
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -200,6 +230,7 @@ def main():
     p.add_argument("--folders", type=int, default=6)
     p.add_argument("--msgs", type=int, default=8)
     p.add_argument("--seed", default="mailvault")
+    p.add_argument("--prefix", default="user", help="user names are PREFIX1..PREFIXN")
     p.set_defaults(fn=cmd_populate)
     d = sub.add_parser("dump")
     d.add_argument("--env", required=True)
@@ -209,6 +240,12 @@ def main():
     v.add_argument("--env", required=True)
     v.add_argument("user")
     v.set_defaults(fn=cmd_deliver)
+    c = sub.add_parser("change")
+    c.add_argument("--env", required=True)
+    c.add_argument("user")
+    c.add_argument("action")
+    c.add_argument("args", nargs="*")
+    c.set_defaults(fn=cmd_change)
     a = ap.parse_args()
     a.fn(a)
 
