@@ -64,6 +64,20 @@ impl MailboxKind {
             _ => return None,
         })
     }
+
+    /// The 3.6+ kind letter.
+    pub fn letter(self) -> char {
+        match self {
+            MailboxKind::Email => 'e',
+            MailboxKind::Netnews => 'n',
+            MailboxKind::Collection => 'b',
+            MailboxKind::Calendar => 'c',
+            MailboxKind::Addressbook => 'a',
+            MailboxKind::Submission => 's',
+            MailboxKind::PushSubscription => 'p',
+            MailboxKind::Sieve => 'f',
+        }
+    }
 }
 
 /// The mailbox type: its kind and flags (§7.4).
@@ -130,6 +144,23 @@ impl MailboxType {
             intermediate: has(256),
             legacy_dirs: true,
         }
+    }
+
+    /// The 3.6+ T string (kind letter, then flag letters in alphabetical
+    /// order), whatever form the type was read from, so that one spelling
+    /// describes entries of every database version.
+    pub fn letters(&self) -> String {
+        let flags = [
+            (self.deleted, 'd'),
+            (self.intermediate, 'i'),
+            (self.legacy_dirs, 'l'),
+            (self.moving, 'm'),
+            (self.remote, 'r'),
+            (self.reserved, 'z'),
+        ];
+        std::iter::once(self.kind.letter())
+            .chain(flags.into_iter().filter(|(on, _)| *on).map(|(_, l)| l))
+            .collect()
     }
 
     /// A folder with files of its own on this server: what a backup copies.
@@ -529,6 +560,15 @@ mod tests {
         assert_eq!(MailboxType::from_letters(b"f").kind, MailboxKind::Sieve);
         assert_eq!(MailboxType::from_letters(b"").kind, MailboxKind::Email);
         assert!(MailboxType::from_legacy_bits(16).deleted);
+    }
+
+    #[test]
+    fn letters_spell_any_type_the_3_6_way() {
+        for text in ["e", "el", "ed", "fl", "cdilmrz", "ei"] {
+            assert_eq!(MailboxType::from_letters(text.as_bytes()).letters(), text);
+        }
+        // 2.x: a deleted calendar; every ≤3.4 entry has name-based directories.
+        assert_eq!(MailboxType::from_legacy_bits(16 | 32).letters(), "cdl");
     }
 
     #[test]
