@@ -49,7 +49,6 @@ if cmd == "create-user":
     typ, data = imap.create("user" + sep + arg)
     if typ != "OK" and b"exists" not in data[0].lower():
         sys.exit("CREATE %s: %r" % (arg, data))
-    print(sep)
 else:
     typ, data = imap.select('"INBOX%s%s"' % (sep, arg), readonly=True)
     if typ != "OK":
@@ -146,9 +145,15 @@ impl Lab {
         String::from_utf8(out.stdout).expect("the snippet prints UTF-8")
     }
 
-    /// Creates `user` (password `pass`) like `scripts/lab/lab.py` does;
-    /// returns the hierarchy separator.
-    fn create_user(&self, user: &str) -> String {
+    /// Creates [`RT_USER`] once per test process, however many tests ask:
+    /// two saslpasswd2 runs at once would race on the sasldb.
+    fn ensure_rt_user(&self) {
+        static CREATED: std::sync::Once = std::sync::Once::new();
+        CREATED.call_once(|| self.create_user(RT_USER));
+    }
+
+    /// Creates `user` (password `pass`) like `scripts/lab/lab.py` does.
+    fn create_user(&self, user: &str) {
         let sasldb = format!("{}/lib/sasldb2", self.env["LAB_DIR"]);
         let mut child = Command::new("saslpasswd2")
             .args([
@@ -170,9 +175,7 @@ impl Lab {
         assert!(child.wait().unwrap().success(), "saslpasswd2 {user}");
         chown_to_cyrus(Path::new(&sasldb));
         let admin = (&self.env["ADMIN_USER"], &self.env["ADMIN_PASS"]);
-        self.imap(admin.0, admin.1, "create-user", user)
-            .trim()
-            .to_string()
+        self.imap(admin.0, admin.1, "create-user", user);
     }
 
     fn partition_root(&self) -> PathBuf {
@@ -479,7 +482,7 @@ fn only_what_recipe_b_predicts_passes_as_explained() {
 #[test]
 fn a_mailbox_we_write_in_every_version_cyrus_36_reads_shows_our_records_over_imap() {
     let Some(lab) = Lab::find() else { return };
-    lab.create_user(RT_USER);
+    lab.ensure_rt_user();
     let src = read_source(&lab);
     assert!(
         src.records.len() >= 5 && src.header.user_flags.iter().flatten().count() > 0,
@@ -667,5 +670,33 @@ fn inspect_mailboxes_db_lists_what_ctl_mboxlist_dumps_from_every_backend() {
         sorted.sort();
         expected.sort();
         assert_eq!(sorted, expected, "{}: --user {SOURCE_USER}", file.display());
+    }
+}
+
+/// 3.6 opens no index newer than its own v17: `reconstruct -P` says so
+/// (and still exits 0, so the words are what to check) and registers
+/// nothing. The refused files are removed again.
+#[test]
+fn versions_newer_than_cyrus_36_are_refused_by_it() {
+    let Some(lab) = Lab::find() else { return };
+    lab.ensure_rt_user();
+    let src = read_source(&lab);
+    let stamp = stamp();
+    for version in [19, 20] {
+        let new = plan(&lab, &src, version, stamp);
+        write_mailbox(&src, &new, version);
+        let said = lab.run("reconstruct", &["-P", new.dir.to_str().unwrap()]);
+        fs::remove_dir_all(&new.dir).unwrap();
+        assert!(
+            said.contains(&format!("failed to open mailbox {}", new.name))
+                && said.contains("Mailbox has an invalid format"),
+            "v{version}: reconstruct -P said: {said}"
+        );
+        let mbox = format!("user/{RT_USER}/{}", new.folder);
+        let lookup = lab.tool("mbpath", &[&mbox]);
+        assert!(
+            !lookup.status.success(),
+            "v{version}: {mbox} was registered"
+        );
     }
 }
