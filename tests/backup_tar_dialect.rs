@@ -2,6 +2,8 @@
 //! the Perl client wrote re-encodes to the same 512-byte blocks, and GNU tar
 //! lists what we write (long names, big inodes, concatenated gzip members).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,11 +15,7 @@ use mailvault::formats::backup_tar::{
 use mailvault::formats::gzip_members::MemberWriter;
 
 fn fixtures() -> Option<PathBuf> {
-    let p = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/perl-store"
-    ));
-    p.is_dir().then(|| p.to_path_buf())
+    common::shared_fixtures().map(|dir| dir.join("perl-store"))
 }
 
 fn data_files(root: &Path) -> Vec<PathBuf> {
@@ -47,10 +45,7 @@ fn uncompressed(path: &Path) -> Vec<u8> {
 
 #[test]
 fn every_perl_header_reencodes_byte_for_byte() {
-    let Some(root) = fixtures() else {
-        eprintln!("SKIPPED (../shared/fixtures absent): every_perl_header_reencodes_byte_for_byte");
-        return;
-    };
+    let Some(root) = fixtures() else { return };
     let files = data_files(&root);
     assert_eq!(files.len(), 12);
     let mut headers = 0;
@@ -87,12 +82,7 @@ fn every_perl_header_reencodes_byte_for_byte() {
 
 #[test]
 fn the_alice_tar_has_the_entries_expected_md_lists() {
-    let Some(root) = fixtures() else {
-        eprintln!(
-            "SKIPPED (../shared/fixtures absent): the_alice_tar_has_the_entries_expected_md_lists"
-        );
-        return;
-    };
+    let Some(root) = fixtures() else { return };
     let bytes = uncompressed(&root.join("plain/data/alice/backupdata-1795660355.tar"));
     let mut r = TarReader::new(&bytes[..]);
     let mut entries = Vec::new();
@@ -166,9 +156,7 @@ fn gnu_tar_lists(path: &Path, gz: bool) -> String {
 #[test]
 fn gnu_tar_lists_what_we_write_plain_and_as_gzip_members() {
     if Command::new("tar").arg("--version").output().is_err() {
-        eprintln!(
-            "SKIPPED (GNU tar absent): gnu_tar_lists_what_we_write_plain_and_as_gzip_members"
-        );
+        common::skip(&common::current_test(), "GNU tar absent");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -1,16 +1,12 @@
 //! `mailvault inspect` on real Cyrus files: what people and scripts see.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 fn fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED (../shared/fixtures absent): cli_inspect");
-        None
-    }
+    common::shared_fixtures()
 }
 
 fn mailvault(args: &[&str]) -> std::process::Output {

@@ -2,6 +2,8 @@
 //! each header field and each record decodes to what Cyrus's own tools
 //! reported in `EXPECTED.json`, and writing it back gives the same bytes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use mailvault::formats::cyrus_header::{CyrusHeader, HeaderForm, MAGIC};
@@ -12,22 +14,15 @@ use mailvault::formats::cyrus_index::{
 use mailvault::formats::Guid;
 use serde_json::Value;
 
-fn spool() -> Option<PathBuf> {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/spool-3.13"
-    ));
-    dir.is_dir().then(|| dir.to_path_buf())
+fn spool(test: &str) -> Option<PathBuf> {
+    common::shared_fixtures_for(test).map(|dir| dir.join("spool-3.13"))
 }
 
 macro_rules! spool_or_skip {
     ($test:expr) => {
-        match spool() {
+        match spool($test) {
             Some(dir) => dir,
-            None => {
-                eprintln!("SKIPPED (../shared/fixtures absent): {}", $test);
-                return;
-            }
+            None => return,
         }
     };
 }

@@ -5,6 +5,8 @@
 //! `$MAILVAULT_INDEX_VERSIONS/v<N>/{cyrus.index,cyrus.header,mbexamine.txt}`;
 //! without the variable the test skips, unless `MAILVAULT_REQUIRE_LAB=1`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -12,13 +14,7 @@ use mailvault::formats::cyrus_header::CyrusHeader;
 use mailvault::formats::cyrus_index::{parse_index, write_index, IndexHeader, IndexRecord};
 
 fn lab_dirs() -> Option<Vec<(u32, PathBuf)>> {
-    let Some(root) = std::env::var_os("MAILVAULT_INDEX_VERSIONS") else {
-        if std::env::var("MAILVAULT_REQUIRE_LAB").as_deref() == Ok("1") {
-            panic!("MAILVAULT_REQUIRE_LAB=1 but MAILVAULT_INDEX_VERSIONS is not set");
-        }
-        eprintln!("SKIPPED (no lab: set MAILVAULT_INDEX_VERSIONS)");
-        return None;
-    };
+    let root = common::lab("MAILVAULT_INDEX_VERSIONS")?;
     let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", Path::new(&root).display()))
         .filter_map(|entry| {

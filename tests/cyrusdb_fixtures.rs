@@ -1,6 +1,8 @@
 //! The readers on databases captured from a real Cyrus 3.13 backupcyrusd
 //! (`../shared/fixtures/wire`, see NOTES.md there).
 
+mod common;
+
 use std::path::PathBuf;
 
 use mailvault::formats::cyrusdb::{Backend, CyrusDb};
@@ -10,13 +12,7 @@ use mailvault::formats::subs_db::{subscriptions, SubsVersion};
 use mailvault::formats::twoskip::Twoskip;
 
 fn fixtures(test: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED (../shared/fixtures absent): {test}");
-        None
-    }
+    common::shared_fixtures_for(test)
 }
 
 /// The body of `DATA <item> <size> …` in a captured META response.

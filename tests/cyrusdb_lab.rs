@@ -5,6 +5,8 @@
 //! `CYRUS_BIN` (default `/usr/lib/cyrus/bin`). The Cyrus tools run as user
 //! cyrus through `setpriv`, since CI runs as root.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,16 +20,10 @@ struct Lab {
 impl Lab {
     /// The lab, or `None` after saying why the test is skipped.
     fn find(test: &str) -> Option<Lab> {
-        let Some(root) = std::env::var_os("MAILVAULT_LAB") else {
-            if std::env::var("MAILVAULT_REQUIRE_LAB").as_deref() == Ok("1") {
-                panic!("MAILVAULT_REQUIRE_LAB=1 but MAILVAULT_LAB is unset ({test})");
-            }
-            eprintln!("SKIPPED (no lab): {test}");
-            return None;
-        };
+        let root = common::lab_for(test, "MAILVAULT_LAB")?;
         let bin = std::env::var_os("CYRUS_BIN").unwrap_or_else(|| "/usr/lib/cyrus/bin".into());
         Some(Lab {
-            root: root.into(),
+            root,
             bin: bin.into(),
         })
     }

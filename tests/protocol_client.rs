@@ -1,6 +1,7 @@
 //! The client against our own server: pipelined FDATA batches, the AUTH
 //! extension, reconnecting after the server dropped an idle connection.
 
+mod common;
 mod protocol_support;
 
 use std::io::{BufRead, BufReader, Write};

@@ -6,6 +6,7 @@
 //! (`perl-store/.../<user>.state.sql`): folders, meta and fmeta stats and
 //! sha1s, message GUIDs.
 
+mod common;
 mod protocol_support;
 
 use std::collections::HashMap;

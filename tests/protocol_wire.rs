@@ -3,6 +3,7 @@
 //! the Perl client would send, and our server loop, over a source rebuilt
 //! from the captures, answers each captured request with the captured bytes.
 
+mod common;
 mod protocol_support;
 
 use mailvault::formats::Guid;

@@ -3,6 +3,8 @@
 //! message back, and rebuilding the state from the data file alone gives
 //! the same v5 rows as the state the Perl tools made.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -12,11 +14,7 @@ use mailvault::store::UserStore;
 use rusqlite::{Connection, OpenFlags};
 
 fn root() -> Option<PathBuf> {
-    let p = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/perl-store"
-    ));
-    p.is_dir().then(|| p.to_path_buf())
+    common::shared_fixtures().map(|dir| dir.join("perl-store"))
 }
 
 const VARIANTS: [&str; 4] = ["plain", "gz", "after-run1/plain", "after-run1/gz"];
@@ -35,10 +33,7 @@ fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 
 #[test]
 fn alice_after_run_2_matches_expected_md() {
-    let Some(root) = root() else {
-        eprintln!("SKIPPED (../shared/fixtures absent): alice_after_run_2_matches_expected_md");
-        return;
-    };
+    let Some(root) = root() else { return };
     for variant in ["plain", "gz"] {
         let store = UserStore::open_read_only(&root.join(variant).join("meta/alice")).unwrap();
         assert_eq!(
@@ -120,10 +115,7 @@ fn perl_guids(dir: &Path) -> Vec<Guid> {
 
 #[test]
 fn every_message_of_every_perl_store_reads_back_with_its_sha1() {
-    let Some(root) = root() else {
-        eprintln!("SKIPPED (../shared/fixtures absent): every_message_of_every_perl_store_reads_back_with_its_sha1");
-        return;
-    };
+    let Some(root) = root() else { return };
     let expected_counts = [("alice", 15, 14), ("bob", 6, 6), ("carol.smith", 4, 4)];
     for variant in VARIANTS {
         for (user, run2, run1) in expected_counts {
@@ -175,10 +167,7 @@ const V5_TABLES: [&str; 7] = [
 
 #[test]
 fn rebuilding_a_perl_store_gives_the_perl_rows_table_by_table() {
-    let Some(root) = root() else {
-        eprintln!("SKIPPED (../shared/fixtures absent): rebuilding_a_perl_store_gives_the_perl_rows_table_by_table");
-        return;
-    };
+    let Some(root) = root() else { return };
     for variant in VARIANTS {
         for user in USERS {
             let meta = root.join(variant).join("meta").join(user);

@@ -9,10 +9,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
+use crate::agent::imapd_conf::ImapdConf;
 use crate::formats::cyrus_header::CyrusHeader;
 use crate::formats::cyrus_index::{
     index_to_json, IndexHeader, IndexReader, IndexRecord, Timestamp,
 };
+use crate::formats::cyrusdb::CyrusDb;
+use crate::formats::mailbox_name::NameConfig;
+use crate::formats::mailboxes_db::{self, DeletedFolders, MailboxEntry};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,6 +44,21 @@ enum What {
         #[arg(long)]
         json: bool,
     },
+    /// A `mailboxes.db` (twoskip, skiplist or flat; 2.x to 3.x value forms):
+    /// every mailbox entry, in database order.
+    MailboxesDb {
+        file: PathBuf,
+        /// Only this user's live folders, then their deleted ones, in the
+        /// order backupcyrusd lists them.
+        #[arg(long)]
+        user: Option<String>,
+        /// The server's imapd.conf, for the name settings (default: Cyrus 3's
+        /// defaults, `unixhierarchysep: yes`).
+        #[arg(long)]
+        imapd_conf: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -51,6 +70,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             json,
         } => cyrus_index(&file, header.as_deref(), expunge, json),
         What::CyrusHeader { file, json } => cyrus_header(&file, json),
+        What::MailboxesDb {
+            file,
+            user,
+            imapd_conf,
+            json,
+        } => mailboxes_db(&file, user.as_deref(), imapd_conf.as_deref(), json),
     }
 }
 
@@ -150,10 +175,105 @@ fn cyrus_header(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn mailboxes_db(
+    file: &Path,
+    user: Option<&str>,
+    imapd_conf: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let cfg = name_config(imapd_conf)?;
+    let db = CyrusDb::open(file)?;
+    let entries = match user {
+        Some(user) => mailboxes_db::user_folders(&db, user, &cfg, DeletedFolders::Include)?,
+        None => mailboxes_db::entries(&db, &cfg)?,
+    };
+    if json {
+        let list: Vec<serde_json::Value> = entries.iter().map(entry_json).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        print_entries(&entries);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Names in a 3.6+ database depend on `unixhierarchysep`; Cyrus 3 defaults it on.
+fn name_config(imapd_conf: Option<&Path>) -> anyhow::Result<NameConfig> {
+    let Some(path) = imapd_conf else {
+        return Ok(NameConfig {
+            unixhierarchysep: true,
+            ..NameConfig::default()
+        });
+    };
+    let conf = ImapdConf::load(path)?;
+    Ok(NameConfig {
+        unixhierarchysep: conf.unix_hierarchy_sep,
+        altnamespace: conf.alt_namespace,
+        ..NameConfig::default()
+    })
+}
+
+/// One entry as JSON. The ACL is a list of pairs because its order is the
+/// stored order; `mbtype` is spelled the 3.6+ way for every version.
+fn entry_json(e: &MailboxEntry) -> serde_json::Value {
+    let acl: Vec<[&str; 2]> = e.acl.iter().map(|(id, r)| [id.as_str(), r]).collect();
+    serde_json::json!({
+        "name": e.internal_name,
+        "mbtype": e.mbtype.letters(),
+        "partition": e.partition,
+        "server": e.server,
+        "uniqueid": e.uniqueid,
+        "uidvalidity": e.uidvalidity,
+        "createdmodseq": e.createdmodseq,
+        "foldermodseq": e.foldermodseq,
+        "mtime": e.mtime,
+        "acl": acl,
+    })
+}
+
+fn print_entries(entries: &[MailboxEntry]) {
+    println!(
+        "{:<40}  {:<5}  {:<10}  {:<36}  {:>10}  acl",
+        "name", "type", "partition", "uniqueid", "uidvalidity"
+    );
+    for e in entries {
+        let acl: Vec<String> = e.acl.iter().map(|(id, r)| format!("{id}={r}")).collect();
+        println!(
+            "{:<40}  {:<5}  {:<10}  {:<36}  {:>10}  {}",
+            e.internal_name,
+            e.mbtype.letters(),
+            e.partition,
+            e.uniqueid.as_deref().unwrap_or("-"),
+            e.uidvalidity.map_or("-".to_string(), |v| v.to_string()),
+            acl.join(" ")
+        );
+    }
+}
+
 /// `2025-01-02T08:15:00Z`, whole seconds.
 pub(crate) fn utc(t: Timestamp) -> String {
     humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.secs()),
     )
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_2x_entry_prints_as_json_with_3_6_type_letters_and_ordered_acl() {
+        let entry =
+            mailboxes_db::decode_value("user.bob", b"16 imap2!p2 bob\tlrs\tanyone\tp\t").unwrap();
+        let json = entry_json(&entry);
+        assert_eq!(json["name"], "user.bob");
+        assert_eq!(json["mbtype"], "edl");
+        assert_eq!(json["partition"], "p2");
+        assert_eq!(json["server"], "imap2");
+        assert_eq!(json["uniqueid"], serde_json::Value::Null);
+        assert_eq!(
+            json["acl"],
+            serde_json::json!([["bob", "lrs"], ["anyone", "p"]])
+        );
+    }
 }

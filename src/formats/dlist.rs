@@ -58,12 +58,13 @@ impl Dlist {
         Dlist::Kv(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
     }
 
-    /// Parses exactly one value; a final LF or CRLF (as in `cyrus.header`) is allowed.
+    /// Parses exactly one value; spaces and a final line end (`cyrus.header`
+    /// ends in LF) may follow it.
     pub fn parse(input: &[u8]) -> Result<Dlist, DlistError> {
         let mut p = Parser { input, pos: 0 };
         let value = p.value(0)?;
-        let rest = input.get(p.pos..).unwrap_or_default();
-        if !matches!(rest, b"" | b"\n" | b"\r\n") {
+        p.skip_line_end();
+        if p.pos < input.len() {
             return Err(DlistError::Trailing { at: p.pos });
         }
         Ok(value)
@@ -149,7 +150,7 @@ fn print_kv(pairs: &[(String, Dlist)], out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b' ');
         }
-        out.extend_from_slice(key.as_bytes());
+        print_scalar(key.as_bytes(), out);
         out.push(b' ');
         value.print(out);
     }
@@ -223,6 +224,14 @@ impl Parser<'_> {
         }
     }
 
+    /// What may follow a whole value: spaces, then CR and LF bytes.
+    fn skip_line_end(&mut self) {
+        self.skip_spaces();
+        while matches!(self.peek(), Some(b'\r' | b'\n')) {
+            self.pos += 1;
+        }
+    }
+
     fn value(&mut self, depth: usize) -> Result<Dlist, DlistError> {
         if depth > MAX_DEPTH {
             return Err(DlistError::TooDeep { at: self.pos });
@@ -248,7 +257,6 @@ impl Parser<'_> {
                 return Ok(Dlist::Kv(pairs));
             }
             let key = self.key()?;
-            self.expect(b' ')?;
             self.skip_spaces();
             pairs.push((key, self.value(depth + 1)?));
         }
@@ -267,14 +275,20 @@ impl Parser<'_> {
         }
     }
 
+    /// Cyrus reads a key as an astring (`getastring`) and prints it with
+    /// `prot_printastring`, so an ACL identifier with a space comes quoted.
     fn key(&mut self) -> Result<String, DlistError> {
         let at = self.pos;
-        let word = self.word();
-        if word.is_empty() {
+        let key = match self.peek() {
+            Some(b'"') => self.quoted()?,
+            Some(b'{') => self.literal()?,
+            _ => self.word().to_vec(),
+        };
+        if key.is_empty() && self.pos == at {
             let byte = self.peek().ok_or(DlistError::UnexpectedEnd { at })?;
             return Err(DlistError::Unexpected { byte, at });
         }
-        String::from_utf8(word.to_vec()).map_err(|_| DlistError::BadKey { at })
+        String::from_utf8(key).map_err(|_| DlistError::BadKey { at })
     }
 
     /// Bytes up to a space, a bracket or a line end: "the parser splits bare
@@ -356,6 +370,13 @@ mod tests {
 
     const SANDBOX_HEADER: &[u8] = b"%(T e N user.bob I 0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d A %(bob lrswipkxtecdan admin lrswipkxtecdan carol lrs) U ($Important))";
     const MBOXLIST_VALUE: &[u8] = b"%(T e I 0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d P default V 1700000001 C 1 F 1 M 1795658654 A %(bob lrswipkxtecdan admin lrswipkxtecdan))";
+
+    #[test]
+    fn a_line_end_inside_a_list_is_an_error_not_an_endless_loop() {
+        for input in [&b"(\n"[..], b"%(A \r)", b"(a \r\n b)", b"%(\n"] {
+            assert!(Dlist::parse(input).is_err(), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
 
     #[test]
     fn a_real_header_line_parses_into_keys_and_prints_back_identically() {
@@ -454,6 +475,58 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_3_6_i_record_gives_its_quoted_name_nil_and_empty_lists() {
+        let d = Dlist::parse(
+            b"%(T el N \"example.com\x1Duser\x1Falice\" X {3}\r\na b S NIL H () A %())",
+        )
+        .unwrap();
+        assert_eq!(
+            d.get("N").and_then(Dlist::as_bytes),
+            Some(&b"example.com\x1Duser\x1Falice"[..])
+        );
+        assert_eq!(d.get("X").and_then(Dlist::as_str), Some("a b"));
+        assert!(d.get("S").is_some_and(Dlist::is_nil));
+        assert_eq!(d.get("H"), Some(&Dlist::List(vec![])));
+        assert_eq!(d.get("A"), Some(&Dlist::Kv(vec![])));
+    }
+
+    #[test]
+    fn keys_are_astrings_so_an_acl_identifier_with_a_space_round_trips() {
+        let text = b"%(A %(\"group:Domain Users\" lrs {3}\r\nh\xc3\xa9 l bob lrswipkxtecdan))";
+        let d = Dlist::parse(text).unwrap();
+        let acl = d.get("A").and_then(Dlist::as_kv).unwrap();
+        assert_eq!(acl[0].0, "group:Domain Users");
+        assert_eq!(acl[1].0, "h\u{e9}");
+        assert_eq!(acl[2].0, "bob");
+        assert_eq!(d.to_bytes(), text);
+    }
+
+    #[test]
+    fn spaces_and_line_ends_may_follow_the_value() {
+        assert_eq!(
+            Dlist::parse(b"%(T e) \r\n\n").unwrap(),
+            Dlist::kv([("T", Dlist::atom("e"))])
+        );
+    }
+
+    #[test]
+    fn damage_is_reported_with_its_position() {
+        assert_eq!(
+            Dlist::parse(b"%(T e"),
+            Err(DlistError::UnexpectedEnd { at: 5 })
+        );
+        assert_eq!(
+            Dlist::parse(b"%(T e) x"),
+            Err(DlistError::Trailing { at: 7 })
+        );
+        assert_eq!(
+            Dlist::parse(b"%(\xff x)"),
+            Err(DlistError::BadKey { at: 2 })
+        );
+        assert_eq!(Dlist::parse(b"%()x)"), Err(DlistError::Trailing { at: 3 }));
+    }
+
     fn arb_dlist() -> impl Strategy<Value = Dlist> {
         let leaf = prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..40).prop_map(Dlist::Atom),
@@ -462,8 +535,7 @@ mod tests {
         leaf.prop_recursive(4, 32, 6, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..6).prop_map(Dlist::List),
-                proptest::collection::vec(("[A-Za-z][A-Za-z0-9]{0,3}", inner), 0..6)
-                    .prop_map(Dlist::Kv),
+                proptest::collection::vec(("(?s).{0,6}", inner), 0..6).prop_map(Dlist::Kv),
             ]
         })
     }

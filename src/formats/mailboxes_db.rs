@@ -7,12 +7,10 @@
 //! (reverse ACL) and `$…` records, which are skipped. Value forms: 2.x
 //! `"<mbtype> <partition> <acl>"`, and from 2.5 a dlist `%(…)`.
 
-mod dlist_value;
-
 use thiserror::Error;
 
-use self::dlist_value::{DlistError, Value};
 use super::cyrusdb::{CyrusDb, CyrusDbError};
+use super::dlist::{Dlist, DlistError};
 use super::mailbox_name::{MailboxName, NameConfig, NameError};
 
 /// What can be wrong with a `mailboxes.db` record.
@@ -65,6 +63,20 @@ impl MailboxKind {
             b'f' => MailboxKind::Sieve,
             _ => return None,
         })
+    }
+
+    /// The 3.6+ kind letter.
+    pub fn letter(self) -> char {
+        match self {
+            MailboxKind::Email => 'e',
+            MailboxKind::Netnews => 'n',
+            MailboxKind::Collection => 'b',
+            MailboxKind::Calendar => 'c',
+            MailboxKind::Addressbook => 'a',
+            MailboxKind::Submission => 's',
+            MailboxKind::PushSubscription => 'p',
+            MailboxKind::Sieve => 'f',
+        }
     }
 }
 
@@ -132,6 +144,23 @@ impl MailboxType {
             intermediate: has(256),
             legacy_dirs: true,
         }
+    }
+
+    /// The 3.6+ T string (kind letter, then flag letters in alphabetical
+    /// order), whatever form the type was read from, so that one spelling
+    /// describes entries of every database version.
+    pub fn letters(&self) -> String {
+        let flags = [
+            (self.deleted, 'd'),
+            (self.intermediate, 'i'),
+            (self.legacy_dirs, 'l'),
+            (self.moving, 'm'),
+            (self.remote, 'r'),
+            (self.reserved, 'z'),
+        ];
+        std::iter::once(self.kind.letter())
+            .chain(flags.into_iter().filter(|(on, _)| *on).map(|(_, l)| l))
+            .collect()
     }
 
     /// A folder with files of its own on this server: what a backup copies.
@@ -289,22 +318,22 @@ fn tab_acl(text: &str) -> Vec<(String, String)> {
 
 /// 2.5+: `%(A %(…) I … P … S … T … V … C … F … M …)`.
 fn decode_dlist(name: &str, value: &[u8]) -> Result<MailboxEntry, MailboxesDbError> {
-    let parsed = dlist_value::parse(value).map_err(|source| MailboxesDbError::Dlist {
+    let parsed = Dlist::parse(value).map_err(|source| MailboxesDbError::Dlist {
         name: name.to_string(),
         source,
     })?;
-    let text = |key: &[u8]| -> Option<String> { parsed.field(key)?.as_bytes().map(lossy) };
+    let text = |key: &str| -> Option<String> { parsed.get(key)?.as_bytes().map(lossy) };
     Ok(MailboxEntry {
         internal_name: name.to_string(),
-        mbtype: MailboxType::from_letters(text(b"T").unwrap_or_default().as_bytes()),
-        partition: text(b"P").unwrap_or_default(),
-        server: text(b"S").filter(|s| !s.is_empty()),
-        uniqueid: text(b"I"),
-        uidvalidity: number(name, "V", text(b"V"))?,
-        acl: dlist_acl(parsed.field(b"A")),
-        createdmodseq: number(name, "C", text(b"C"))?,
-        foldermodseq: number(name, "F", text(b"F"))?,
-        mtime: number(name, "M", text(b"M"))?,
+        mbtype: MailboxType::from_letters(text("T").unwrap_or_default().as_bytes()),
+        partition: text("P").unwrap_or_default(),
+        server: text("S").filter(|s| !s.is_empty()),
+        uniqueid: text("I"),
+        uidvalidity: number(name, "V", text("V"))?,
+        acl: dlist_acl(parsed.get("A")),
+        createdmodseq: number(name, "C", text("C"))?,
+        foldermodseq: number(name, "F", text("F"))?,
+        mtime: number(name, "M", text("M"))?,
     })
 }
 
@@ -321,13 +350,13 @@ fn number<T: std::str::FromStr>(
 }
 
 /// The ACL is a key-value list; very old dlist values kept the 2.x string.
-fn dlist_acl(value: Option<&Value>) -> Vec<(String, String)> {
+fn dlist_acl(value: Option<&Dlist>) -> Vec<(String, String)> {
     match value {
-        Some(Value::KvList(pairs)) => pairs
+        Some(Dlist::Kv(pairs)) => pairs
             .iter()
-            .map(|(id, rights)| (lossy(id), rights.as_bytes().map(lossy).unwrap_or_default()))
+            .map(|(id, rights)| (id.clone(), rights.as_bytes().map(lossy).unwrap_or_default()))
             .collect(),
-        Some(Value::Str(text)) => tab_acl(&lossy(text)),
+        Some(Dlist::Atom(text)) => tab_acl(&lossy(text)),
         _ => Vec::new(),
     }
 }
@@ -531,6 +560,15 @@ mod tests {
         assert_eq!(MailboxType::from_letters(b"f").kind, MailboxKind::Sieve);
         assert_eq!(MailboxType::from_letters(b"").kind, MailboxKind::Email);
         assert!(MailboxType::from_legacy_bits(16).deleted);
+    }
+
+    #[test]
+    fn letters_spell_any_type_the_3_6_way() {
+        for text in ["e", "el", "ed", "fl", "cdilmrz", "ei"] {
+            assert_eq!(MailboxType::from_letters(text.as_bytes()).letters(), text);
+        }
+        // 2.x: a deleted calendar; every ≤3.4 entry has name-based directories.
+        assert_eq!(MailboxType::from_legacy_bits(16 | 32).letters(), "cdl");
     }
 
     #[test]

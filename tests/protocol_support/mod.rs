@@ -21,13 +21,7 @@ pub const SLOT: &str = "imap-a.example.net";
 
 /// The fixture folder, or `None` (after saying so loudly) when absent.
 pub fn fixtures(test: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED (../shared/fixtures absent): {test}");
-        None
-    }
+    crate::common::shared_fixtures_for(test)
 }
 
 /// `NN-name.request` / `.response` pairs of `wire/`, in file order.
