@@ -5,6 +5,7 @@ pub mod client_names;
 pub mod imapd_conf;
 pub mod index_lock;
 pub mod mailbox_annotations;
+pub mod server;
 pub mod spool;
 pub mod spool_io;
 pub mod spool_layout;
