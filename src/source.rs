@@ -76,8 +76,14 @@ impl MetaFile {
         }
     }
 
-    /// Exact, case-sensitive, as backupcyrusd's `strcmp`.
+    /// Exact, case-sensitive, as backupcyrusd's `strcmp`: the four items a
+    /// stock server knows (it ignores `expunge`).
     pub fn from_name(name: &str) -> Option<MetaFile> {
+        MetaFile::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// [`MetaFile::from_name`] plus `expunge`: what our server accepts.
+    pub fn from_agent_name(name: &str) -> Option<MetaFile> {
         MetaFile::WITH_EXPUNGE
             .into_iter()
             .find(|m| m.name() == name)
@@ -290,6 +296,13 @@ pub trait Source {
             })
     }
 
+    /// Whether FMETA's `expunge` item means something here. Sources that
+    /// answer like stock backupcyrusd say no, and the server then ignores the
+    /// item as backupcyrusd does.
+    fn serves_expunge(&self) -> bool {
+        false
+    }
+
     /// `FMULTISTATUS <user>`: every folder of the user with its meta stats.
     fn folders(&mut self, user: &str) -> Result<Vec<FolderStatus>, SourceError>;
 
@@ -486,6 +499,20 @@ mod tests {
         }
         assert_eq!(MetaFile::from_name("Header"), None);
         assert_eq!(MetaFile::from_name("cache"), None);
+    }
+
+    #[test]
+    fn expunge_is_ours_only() {
+        assert_eq!(
+            MetaFile::from_name("expunge"),
+            None,
+            "stock servers ignore it"
+        );
+        assert_eq!(
+            MetaFile::from_agent_name("expunge"),
+            Some(MetaFile::Expunge)
+        );
+        assert_eq!(MetaFile::from_agent_name("header"), Some(MetaFile::Header));
     }
 
     #[test]

@@ -166,6 +166,9 @@ impl<S: Source> Source for Live<S> {
     ) -> Result<(), SourceError> {
         self.inner.fetch_extra_user_file(user, name, sink)
     }
+    fn serves_expunge(&self) -> bool {
+        self.inner.serves_expunge()
+    }
     fn folders(&mut self, user: &str) -> Result<Vec<FolderStatus>, SourceError> {
         self.inner.folders(user)
     }

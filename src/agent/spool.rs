@@ -618,6 +618,10 @@ impl Source for Spool {
         send_bytes(sink, name, found, ItemFailure::NoSuchFile)
     }
 
+    fn serves_expunge(&self) -> bool {
+        true
+    }
+
     fn folders(&mut self, user: &str) -> Result<Vec<FolderStatus>, SourceError> {
         check_user(user).map_err(bad_name)?;
         let mailboxes = self.mailboxes()?;

@@ -272,7 +272,8 @@ impl<R: Read, W: Write> Session<'_, R, W> {
         let (words, term) = self.items(folder.term)?;
         let items: Vec<MetaFile> = words
             .iter()
-            .filter_map(|w| MetaFile::from_name(w))
+            .filter_map(|w| MetaFile::from_agent_name(w))
+            .filter(|m| *m != MetaFile::Expunge || self.source.serves_expunge())
             .collect();
         let mut sink = WireSink::new(&mut self.out, None);
         let result = self
