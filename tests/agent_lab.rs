@@ -625,3 +625,63 @@ fn legacy_users_get_their_sieve_scripts_as_meta_items() {
         "{text:?}"
     );
 }
+
+#[test]
+fn mailbox_annotations_come_from_cyrus_annotations_db() {
+    let Some(lab) = Lab::find(
+        "MAILVAULT_LAB",
+        "mailbox_annotations_come_from_cyrus_annotations_db",
+    ) else {
+        return;
+    };
+    let _guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // Cyrus writes the annotations (idempotent: the same values every run).
+    let script = format!(
+        "import imaplib\n\
+         imaplib.Commands['SETMETADATA'] = ('AUTH', 'SELECTED')\n\
+         i = imaplib.IMAP4('127.0.0.1', {port})\n\
+         i.login('user4', {password:?})\n\
+         t, d = i._simple_command('SETMETADATA', 'INBOX', '(/shared/comment \"team folder\" /private/comment \"private note\")')\n\
+         assert t == 'OK', d\n\
+         i.logout()\n",
+        port = lab.env["IMAP_PORT"],
+        password = lab.env["USER_PASS"],
+    );
+    let status = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let agent = AgentProcess::start(&lab.conf(), &lab.servername());
+    let mut client = agent.client(&lab.servername());
+    let mut sink = Collect::default();
+    client
+        .fetch_folder_meta("user4", "INBOX", &[MetaFile::MailboxAnnotations], &mut sink)
+        .unwrap();
+    let (head, body, _) = &sink.files[0];
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([
+            ["/comment", "", "team folder"],
+            ["/comment", "user4", "private note"]
+        ]),
+        "the owner placeholder is spelled as the owner"
+    );
+    assert_eq!(head.stat.mtime, 0);
+    let digest = Guid::of(body).to_string();
+    let inode = u16::from_str_radix(&format!("{}{}", &digest[2..4], &digest[0..2]), 16).unwrap();
+    assert_eq!(head.stat.inode, u64::from(inode));
+    let status = client.folders("user4").unwrap();
+    let inbox = status.iter().find(|f| f.name == "INBOX").unwrap();
+    assert_eq!(inbox.stat(MetaFile::MailboxAnnotations), Some(head.stat));
+    // A folder without annotations says so per item.
+    let mut sink = Collect::default();
+    client
+        .fetch_folder_meta("user1", "INBOX", &[MetaFile::MailboxAnnotations], &mut sink)
+        .unwrap();
+    assert_eq!(
+        sink.missing,
+        vec![("mailbox_annotations".to_string(), ItemFailure::Empty)]
+    );
+}
