@@ -41,6 +41,10 @@ pub enum MetaFile {
     /// Synthesised by the server from the global annotations db: mtime 0,
     /// a 16-bit "inode" taken from the body's SHA-1.
     MailboxAnnotations,
+    /// `cyrus.expunge` of a Cyrus 2.3 folder (index version < 12), served by
+    /// `mailvault agent` only. Stock servers ignore unknown FMETA items, so
+    /// a client may always ask for it.
+    Expunge,
 }
 
 impl MetaFile {
@@ -52,6 +56,15 @@ impl MetaFile {
         MetaFile::MailboxAnnotations,
     ];
 
+    /// [`MetaFile::ALL`] and `expunge`: everything `mailvault agent` knows.
+    pub const WITH_EXPUNGE: [MetaFile; 5] = [
+        MetaFile::Header,
+        MetaFile::Index,
+        MetaFile::Annotations,
+        MetaFile::MailboxAnnotations,
+        MetaFile::Expunge,
+    ];
+
     /// The item name on the wire (and the part after `cyrus.` in the store).
     pub fn name(self) -> &'static str {
         match self {
@@ -59,12 +72,21 @@ impl MetaFile {
             MetaFile::Index => "index",
             MetaFile::Annotations => "annotations",
             MetaFile::MailboxAnnotations => "mailbox_annotations",
+            MetaFile::Expunge => "expunge",
         }
     }
 
-    /// Exact, case-sensitive, as backupcyrusd's `strcmp`.
+    /// Exact, case-sensitive, as backupcyrusd's `strcmp`: the four items a
+    /// stock server knows (it ignores `expunge`).
     pub fn from_name(name: &str) -> Option<MetaFile> {
         MetaFile::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// [`MetaFile::from_name`] plus `expunge`: what our server accepts.
+    pub fn from_agent_name(name: &str) -> Option<MetaFile> {
+        MetaFile::WITH_EXPUNGE
+            .into_iter()
+            .find(|m| m.name() == name)
     }
 }
 
@@ -252,6 +274,34 @@ pub trait Source {
         items: &[UserFile],
         sink: &mut dyn FileSink,
     ) -> Result<(), SourceError>;
+
+    /// `META <user>` in stat mode, after seen and sub: further per-user files
+    /// the source serves as META items named `<dir>/<file>` (the agent's
+    /// pre-3.6 sieve scripts, `sieve/<script>`). Stock backupcyrusd has none.
+    fn extra_user_files(&mut self, _user: &str) -> Result<Vec<(String, FileStat)>, SourceError> {
+        Ok(Vec::new())
+    }
+
+    /// `META <user> <dir>/<file>`: stream one of [`Source::extra_user_files`].
+    fn fetch_extra_user_file(
+        &mut self,
+        _user: &str,
+        name: &str,
+        sink: &mut dyn FileSink,
+    ) -> Result<(), SourceError> {
+        sink.missing(name, &ItemFailure::NoSuchFile)
+            .map_err(|source| SourceError::Sink {
+                item: name.to_string(),
+                source,
+            })
+    }
+
+    /// Whether FMETA's `expunge` item means something here. Sources that
+    /// answer like stock backupcyrusd say no, and the server then ignores the
+    /// item as backupcyrusd does.
+    fn serves_expunge(&self) -> bool {
+        false
+    }
 
     /// `FMULTISTATUS <user>`: every folder of the user with its meta stats.
     fn folders(&mut self, user: &str) -> Result<Vec<FolderStatus>, SourceError>;
@@ -449,6 +499,20 @@ mod tests {
         }
         assert_eq!(MetaFile::from_name("Header"), None);
         assert_eq!(MetaFile::from_name("cache"), None);
+    }
+
+    #[test]
+    fn expunge_is_ours_only() {
+        assert_eq!(
+            MetaFile::from_name("expunge"),
+            None,
+            "stock servers ignore it"
+        );
+        assert_eq!(
+            MetaFile::from_agent_name("expunge"),
+            Some(MetaFile::Expunge)
+        );
+        assert_eq!(MetaFile::from_agent_name("header"), Some(MetaFile::Header));
     }
 
     #[test]

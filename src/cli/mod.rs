@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod inspect;
 mod report;
 
@@ -24,6 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve a Cyrus spool over the backup protocol (in place of backupcyrusd).
+    Agent(agent::Args),
     /// Decode a Cyrus file: cyrus.index, cyrus.header, mailboxes.db.
     Inspect(inspect::Args),
     /// Backup age per user: how many users were last backed up N hours ago.
@@ -35,6 +38,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Agent(args) => agent::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Report(args) => report::run(args),
     };

@@ -267,6 +267,9 @@ fn serve_tcp(
     factory: &dyn SourceFactory,
     options: &ListenOptions,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    // Replies end in a short DONE line after the bodies; with Nagle it waits
+    // for the client's delayed ACK (~40 ms per command).
+    stream.set_nodelay(true)?;
     let timeout = Some(options.idle_timeout).filter(|t| !t.is_zero());
     stream.set_read_timeout(timeout)?;
     stream.set_write_timeout(timeout)?;

@@ -272,7 +272,8 @@ impl<R: Read, W: Write> Session<'_, R, W> {
         let (words, term) = self.items(folder.term)?;
         let items: Vec<MetaFile> = words
             .iter()
-            .filter_map(|w| MetaFile::from_name(w))
+            .filter_map(|w| MetaFile::from_agent_name(w))
+            .filter(|m| *m != MetaFile::Expunge || self.source.serves_expunge())
             .collect();
         let mut sink = WireSink::new(&mut self.out, None);
         let result = self
@@ -338,15 +339,8 @@ impl<R: Read, W: Write> Session<'_, R, W> {
             return Ok(user.term);
         }
         let (words, term) = self.items(user.term)?;
-        let items: Vec<UserFile> = words
-            .iter()
-            .filter_map(|w| UserFile::from_name(w))
-            .collect();
         let mut sink = WireSink::new(&mut self.out, None);
-        let result = self
-            .source
-            .fetch_user_files(&user_name, &items, &mut sink)
-            .map(|()| None);
+        let result = fetch_user_items(self.source, &user_name, &words, &mut sink).map(|()| None);
         finish_file_reply(sink, result, "META")?;
         Ok(term)
     }
@@ -357,6 +351,12 @@ impl<R: Read, W: Write> Session<'_, R, W> {
                 let mut reply = String::from("OK\n");
                 for (file, stat) in &stats {
                     reply.push_str(&codec::stat_line(None, file.name(), stat));
+                }
+                match self.source.extra_user_files(user) {
+                    Ok(extra) => extra.iter().for_each(|(name, stat)| {
+                        reply.push_str(&codec::stat_line(None, name, stat));
+                    }),
+                    Err(e) => return Ok(self.refuse(&e)?),
                 }
                 reply.push_str(&codec::done_line("META", None));
                 self.send(&reply)?;
@@ -406,6 +406,32 @@ impl<R: Read, W: Write> Session<'_, R, W> {
         self.send(&format!("OK\nPROOF {ours}\nDONE PROOF\n"))?;
         Ok(term)
     }
+}
+
+/// META items in request order: seen and sub (anything else unknown is
+/// ignored, as backupcyrusd does), and `<dir>/<file>` extra files for sources
+/// that have them. Without extra items it is one `fetch_user_files` call.
+fn fetch_user_items(
+    source: &mut dyn Source,
+    user: &str,
+    words: &[String],
+    sink: &mut dyn FileSink,
+) -> Result<(), SourceError> {
+    if !words.iter().any(|w| w.contains('/')) {
+        let items: Vec<UserFile> = words
+            .iter()
+            .filter_map(|w| UserFile::from_name(w))
+            .collect();
+        return source.fetch_user_files(user, &items, sink);
+    }
+    for word in words {
+        if let Some(file) = UserFile::from_name(word) {
+            source.fetch_user_files(user, &[file], sink)?;
+        } else if word.contains('/') {
+            source.fetch_extra_user_file(user, word, sink)?;
+        }
+    }
+    Ok(())
 }
 
 /// C's `atoi` as backupcyrusd applies it to UID tokens: leading digits, and
