@@ -7,7 +7,7 @@
 //! each user was last backed up.
 
 pub mod error;
-pub mod index_records;
+pub mod index_copy;
 pub mod lock;
 pub mod reader;
 pub mod rebuild;
