@@ -137,15 +137,24 @@ impl UserStore {
                 return Ok(headers);
             }
         };
+        // The entry before a break in the stream is the one it damaged.
+        let mut last: Option<(String, u64)> = None;
         loop {
             let e = match tar.next_entry() {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
                 Err(err) => {
-                    report.add(path.display().to_string(), err.to_string());
+                    let place = match &last {
+                        Some((name, offset)) => {
+                            format!("{} (after {name} at {offset})", path.display())
+                        }
+                        None => path.display().to_string(),
+                    };
+                    report.add(place, err.to_string());
                     break;
                 }
             };
+            last = Some((e.header.name.clone(), e.offset));
             report.entries += 1;
             let h = &e.header;
             if full && h.typeflag != SYMLINK && h.size > 0 {
