@@ -626,7 +626,7 @@ fn header_bytes(uniqueid: &str) -> Vec<u8> {
 }
 
 /// A v20 index of `(uid, message number, system flags, user flags)`.
-fn index_bytes(records: &[(u32, u32, u32, u32)], time: u64) -> Vec<u8> {
+fn index_bytes(records: &[Rec], time: u64) -> Vec<u8> {
     let header = IndexHeader {
         minor_version: 20,
         last_uid: records.last().map_or(0, |r| r.0),
@@ -650,11 +650,14 @@ fn index_bytes(records: &[(u32, u32, u32, u32)], time: u64) -> Vec<u8> {
     write_index(&header, &recs).unwrap()
 }
 
+/// `(uid, message number, system flags, user flags)` of one index record.
+type Rec = (u32, u32, u32, u32);
+
 /// One run: messages, then per folder index, header, link.
 fn backup_run(
     store: &mut UserStore,
     time: u64,
-    folders: &[(&str, &str, Vec<(u32, u32, u32, u32)>)],
+    folders: &[(&str, &str, Vec<Rec>)],
     renamed_away: &[&str],
 ) {
     let mut tx = store.begin(time).unwrap();

@@ -2,7 +2,7 @@
 //! files, every gzip member's SHA-1 and extent, the data file's length, and
 //! every state offset lands on a header of the right name. Full: also every
 //! `files/` body hashes to its name, every other file to its sha1 linkname,
-//! and every `cyrus.index` copy parses with all of Cyrus's checks.
+//! and every `cyrus.index` copy parses as a rebuild would read it.
 //! Problems are collected, not fatal; verify never writes.
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use rusqlite::Connection;
 use sha1::{Digest, Sha1};
 
 use super::error::{At, Result};
-use super::index_copy::check_index_copy;
+use super::index_copy::parse_backup_index;
 use super::reader::stream_all;
 use super::user_store::{UserStore, STATE_FILE};
 use crate::formats::backup_tar::{EntryKey, SYMLINK};
@@ -177,7 +177,7 @@ impl UserStore {
                                     ),
                                 );
                             }
-                            if let Err(err) = check_index_copy(&body) {
+                            if let Err(err) = parse_backup_index(&body) {
                                 report.add(place, format!("cyrus.index does not parse: {err}"));
                             }
                         }
