@@ -6,8 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod cat;
 mod inspect;
+mod ls;
+mod rebuild_state;
 mod report;
+mod verify;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +35,14 @@ enum Command {
     Inspect(inspect::Args),
     /// Backup age per user: how many users were last backed up N hours ago.
     Report(report::Args),
+    /// Rebuild a store's backupstate.sqlite3 from its data file.
+    RebuildState(rebuild_state::Args),
+    /// Check a store's data file and state against each other.
+    Verify(verify::Args),
+    /// List a store's folders, or one folder's messages, now or at a past time.
+    Ls(ls::Args),
+    /// Write one stored message to stdout.
+    Cat(cat::Args),
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit status.
@@ -41,6 +53,10 @@ pub fn main() -> ExitCode {
         Command::Agent(args) => agent::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Report(args) => report::run(args),
+        Command::RebuildState(args) => rebuild_state::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Ls(args) => ls::run(args),
+        Command::Cat(args) => cat::run(args),
     };
     match result {
         Ok(code) => code,

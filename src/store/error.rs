@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::formats::backup_tar::TarError;
 use crate::formats::gzip_members::GzError;
 use crate::formats::Guid;
-use crate::store::index_records::IndexError;
+use crate::store::index_copy::IndexCopyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -81,7 +81,7 @@ pub enum StoreError {
     Index {
         path: PathBuf,
         offset: u64,
-        source: IndexError,
+        source: IndexCopyError,
     },
     #[error("{path}: schema version {found} is newer than this program's {supported}")]
     SchemaTooNew {

@@ -6,9 +6,11 @@
 //! no lock and never write. [`state_db`] is the appliance's own state: when
 //! each user was last backed up.
 
+pub mod browse;
 pub mod error;
-pub mod index_records;
+pub mod index_copy;
 pub mod lock;
+pub mod message_header;
 pub mod reader;
 pub mod rebuild;
 pub mod recover;

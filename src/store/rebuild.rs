@@ -14,7 +14,7 @@ use rusqlite::Connection;
 use sha1::{Digest, Sha1};
 
 use super::error::{At, Result, StoreError};
-use super::index_records::{backed_up, index_records};
+use super::index_copy::{backed_up, parse_backup_index};
 use super::reader::stream_all;
 use super::schema;
 use super::state::{self, IndexedError};
@@ -145,7 +145,7 @@ fn reindex(
     data: &Path,
     sp: &Path,
 ) -> Result<()> {
-    let records = index_records(body).map_err(|source| StoreError::Index {
+    let (_, records) = parse_backup_index(body).map_err(|source| StoreError::Index {
         path: data.to_path_buf(),
         offset,
         source,

@@ -374,6 +374,17 @@ pub fn indexed(conn: &Connection, uniqueid: &str) -> Sql<Vec<(u32, Guid)>> {
     Ok(out)
 }
 
+/// (messages, bytes) of a folder's `indexed` rows.
+pub fn indexed_totals(conn: &Connection, uniqueid: &str) -> Sql<(u64, u64)> {
+    conn.query_row(
+        "SELECT count(*), coalesce(sum(fl.size), 0) FROM indexed x
+         JOIN folders f ON f.folderid = x.folderid
+         JOIN files fl ON fl.fileid = x.fileid WHERE f.uniqueid = ?1",
+        [uniqueid],
+        |r| Ok((u(r.get(0)?), u(r.get(1)?))),
+    )
+}
+
 /// The status row: (filename, size, mtime, offset).
 pub fn status(conn: &Connection) -> Sql<Option<(String, u64, u64, u64)>> {
     conn.query_row(

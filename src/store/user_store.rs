@@ -236,7 +236,7 @@ impl UserStore {
 
     /// The members random access to `offset` needs: the one holding it
     /// when `mv_members` knows, else every member.
-    fn members_for(&self, offset: u64) -> Result<Vec<MemberInfo>> {
+    pub(crate) fn members_for(&self, offset: u64) -> Result<Vec<MemberInfo>> {
         if self.gz && self.has_ours {
             if let Some(m) = state::member_for(&self.conn, offset).at(&self.state_path)? {
                 return Ok(vec![m]);

@@ -1,7 +1,9 @@
-//! Checks a store against itself. Quick: every gzip member's SHA-1 and
-//! extent, and every state offset lands on a header of the right name.
-//! Full: also every `files/` body hashes to its name and every other file
-//! to its sha1 linkname. Problems are collected, not fatal.
+//! Checks a store against itself. Quick: the directory holds only store
+//! files, every gzip member's SHA-1 and extent, the data file's length, and
+//! every state offset lands on a header of the right name. Full: also every
+//! `files/` body hashes to its name, every other file to its sha1 linkname,
+//! and every `cyrus.index` copy parses as a rebuild would read it.
+//! Problems are collected, not fatal; verify never writes.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -11,20 +13,21 @@ use rusqlite::Connection;
 use sha1::{Digest, Sha1};
 
 use super::error::{At, Result};
+use super::index_copy::parse_backup_index;
 use super::reader::stream_all;
-use super::user_store::UserStore;
+use super::user_store::{UserStore, STATE_FILE};
 use crate::formats::backup_tar::{EntryKey, SYMLINK};
 use crate::formats::gzip_members::MemberInfo;
 use crate::formats::Guid;
 
 /// One problem and where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     pub place: String,
     pub problem: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct VerifyReport {
     pub entries: u64,
     pub members: u64,
@@ -47,15 +50,49 @@ type Headers = HashMap<u64, (String, String)>;
 impl UserStore {
     pub fn verify(&self, full: bool) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
+        for name in foreign_files(self.dir())? {
+            report.add(
+                self.dir().join(&name).display().to_string(),
+                "foreign file: a store holds only backupstate.sqlite3, backupdata-*.tar[.gz] and .lock".into(),
+            );
+        }
         let Some((_, size, _, offset)) = self.status()? else {
             return Ok(report);
         };
+        self.verify_length(size, &mut report);
         if self.is_compressed() {
-            self.verify_members(size, offset, &mut report)?;
+            if let Err(e) = self.verify_members(size, offset, &mut report) {
+                report.add(self.data_path().display().to_string(), e.to_string());
+            }
         }
         let headers = self.scan(full, offset, &mut report)?;
         check_offsets(self.conn(), &headers, &mut report).at(self.state_path())?;
         Ok(report)
+    }
+
+    /// The data file must be exactly as long as the committed size: longer
+    /// is an uncommitted tail (the next writable open cuts it), shorter is
+    /// damage.
+    fn verify_length(&self, size: u64, report: &mut VerifyReport) {
+        let path = self.data_path();
+        match std::fs::metadata(&path) {
+            Ok(md) if md.len() == size => {}
+            Ok(md) if md.len() > size => report.add(
+                path.display().to_string(),
+                format!(
+                    "{} bytes, but only {size} are committed (a torn append)",
+                    md.len()
+                ),
+            ),
+            Ok(md) => report.add(
+                path.display().to_string(),
+                format!(
+                    "{} bytes, but the state says {size} were committed: truncated",
+                    md.len()
+                ),
+            ),
+            Err(e) => report.add(path.display().to_string(), e.to_string()),
+        }
     }
 
     fn verify_members(&self, size: u64, offset: u64, report: &mut VerifyReport) -> Result<()> {
@@ -100,22 +137,55 @@ impl UserStore {
                 return Ok(headers);
             }
         };
+        // The entry before a break in the stream is the one it damaged.
+        let mut last: Option<(String, u64)> = None;
         loop {
             let e = match tar.next_entry() {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
                 Err(err) => {
-                    report.add(path.display().to_string(), err.to_string());
+                    let place = match &last {
+                        Some((name, offset)) => {
+                            format!("{} (after {name} at {offset})", path.display())
+                        }
+                        None => path.display().to_string(),
+                    };
+                    report.add(place, err.to_string());
                     break;
                 }
             };
+            last = Some((e.header.name.clone(), e.offset));
             report.entries += 1;
             let h = &e.header;
             if full && h.typeflag != SYMLINK && h.size > 0 {
-                let expected = match EntryKey::parse(&h.name) {
+                let key = EntryKey::parse(&h.name);
+                let is_index = matches!(&key, EntryKey::FolderFile { name, .. } if name == "index");
+                let expected = match key {
                     EntryKey::File(g) => Some(g.to_hex()),
                     _ => (!h.linkname.is_empty()).then(|| h.linkname.clone()),
                 };
+                if is_index {
+                    let place = format!("{} at {}", h.name, e.offset);
+                    match tar.read_body() {
+                        Ok(body) => {
+                            let actual = Guid::of(&body).to_hex();
+                            if expected.as_ref().is_some_and(|x| *x != actual) {
+                                report.add(
+                                    place.clone(),
+                                    format!(
+                                        "content sha1 {actual} does not match its name/linkname"
+                                    ),
+                                );
+                            }
+                            if let Err(err) = parse_backup_index(&body) {
+                                report.add(place, format!("cyrus.index does not parse: {err}"));
+                            }
+                        }
+                        Err(_) => report.add(place, "body truncated".into()),
+                    }
+                    headers.insert(e.offset, (h.name.clone(), h.linkname.clone()));
+                    continue;
+                }
                 let mut hasher = Sha1::new();
                 let mut buf = vec![0u8; 64 * 1024];
                 let mut body = tar.body_reader();
@@ -152,6 +222,26 @@ impl UserStore {
         }
         Ok(headers)
     }
+}
+
+/// Names in `dir` that are not store files. The state's sqlite companions
+/// (`-journal`, `-wal`, `-shm`) belong to it.
+pub fn foreign_files(dir: &std::path::Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let name = entry.at(dir)?.file_name().to_string_lossy().into_owned();
+        let state_file = name == STATE_FILE
+            || ["-journal", "-wal", "-shm"]
+                .iter()
+                .any(|s| name == format!("{STATE_FILE}{s}"));
+        let data_file = name.starts_with("backupdata-")
+            && (name.ends_with(".tar") || name.ends_with(".tar.gz"));
+        if !(state_file || data_file || name == ".lock") {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn member_sha1(file: &mut File, m: &MemberInfo) -> std::io::Result<Guid> {
