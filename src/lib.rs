@@ -9,6 +9,7 @@ pub mod agent;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod formats;
 pub mod progress;
 pub mod protocol;

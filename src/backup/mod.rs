@@ -218,11 +218,15 @@ impl Run<'_> {
         let user_files = source
             .user_files(self.user)
             .map_err(self.source_err("META"))?;
+        let extra_files = source
+            .extra_user_files(self.user)
+            .map_err(self.source_err("META"))?;
         let folders = source
             .folders(self.user)
             .map_err(self.source_err("FMULTISTATUS"))?;
         let mut tx = store.begin(run_time).map_err(self.store_err())?;
         self.user_files(source, &mut tx, &user_files)?;
+        self.extra_user_files(source, &mut tx, &extra_files)?;
         let duplicates = duplicate_names(&folders);
         self.mark_vanished(&mut tx, &folders)?;
         for folder in &folders {
@@ -290,6 +294,38 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Per-user files beyond seen and sub, named `<type>/<file>`: the sieve
+    /// scripts our agent serves for Cyrus before 3.6, stored as the legacy
+    /// `sieve/<file>` entries of the Perl format.
+    fn extra_user_files(
+        &mut self,
+        source: &mut dyn Source,
+        tx: &mut AppendTx,
+        listed: &[(String, crate::source::FileStat)],
+    ) -> Result<(), BackupError> {
+        for (item, stat) in listed {
+            let Some((kind, name)) = item.split_once('/') else {
+                continue;
+            };
+            let stored = tx
+                .store()
+                .user_file_state(kind, name)
+                .map_err(self.store_err())?;
+            if !user_file_changed(stat, stored.as_ref()) {
+                continue;
+            }
+            let mut got = Collect::default();
+            source
+                .fetch_extra_user_file(self.user, item, &mut got)
+                .map_err(self.source_err("META"))?;
+            if let Some(file) = got.files.get(item) {
+                tx.add_user_file(kind, name, &file_meta(file), &file.sha1, &file.bytes[..])
+                    .map_err(self.store_err())?;
+            }
+        }
+        Ok(())
+    }
+
     /// A deletion marker for every live name the server no longer lists.
     fn mark_vanished(
         &mut self,
@@ -334,8 +370,14 @@ impl Run<'_> {
         link: bool,
     ) -> Result<(), FolderFailure> {
         let mut meta = Collect::default();
+        // Only our agent serves a 2.3 folder's cyrus.expunge.
+        let items: &[MetaFile] = if source.serves_expunge() {
+            &MetaFile::WITH_EXPUNGE
+        } else {
+            &MetaFile::ALL
+        };
         let id = source
-            .fetch_folder_meta(self.user, &folder.name, &MetaFile::ALL, &mut meta)
+            .fetch_folder_meta(self.user, &folder.name, items, &mut meta)
             .map_err(|e| FolderFailure::from_source("FMETA", e))?;
         // The folder may have been replaced since FMULTISTATUS: trust FMETA.
         let uniqueid = if id.uniqueid.is_empty() {
@@ -459,7 +501,7 @@ impl Run<'_> {
 fn stored_folder(tx: &AppendTx, folder: &FolderStatus) -> Result<StoredFolder, StoreError> {
     let store = tx.store();
     let mut files = BTreeMap::new();
-    for kind in MetaFile::ALL {
+    for kind in MetaFile::WITH_EXPUNGE {
         if let Some(stat) = store.folder_file_state(&folder.uniqueid, kind.name())? {
             files.insert(kind, stat);
         }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod backup;
 mod cat;
 mod inspect;
 mod ls;
@@ -31,6 +32,8 @@ pub struct Cli {
 enum Command {
     /// Serve a Cyrus spool over the backup protocol (in place of backupcyrusd).
     Agent(agent::Args),
+    /// Back up users now: named ones, or --all.
+    Backup(backup::Args),
     /// Decode a Cyrus file: cyrus.index, cyrus.header, mailboxes.db.
     Inspect(inspect::Args),
     /// Backup age per user: how many users were last backed up N hours ago.
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Agent(args) => agent::run(args),
+        Command::Backup(args) => backup::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Report(args) => report::run(args),
         Command::RebuildState(args) => rebuild_state::run(args),

@@ -591,7 +591,13 @@ pub fn file_name(guid: &Guid) -> String {
 
 /// Tar name of a user meta file (`seen`, `sub`).
 pub fn meta_name(name: &str) -> String {
-    format!("meta/{name}")
+    user_file_name("meta", name)
+}
+
+/// `<kind>/<name>`: a per-user file (`meta/seen`, and the legacy-typed
+/// `sieve/<script>` our agent serves for Cyrus before 3.6).
+pub fn user_file_name(kind: &str, name: &str) -> String {
+    format!("{kind}/{name}")
 }
 
 /// Tar name of a folder's `cyrus.<name>` file.

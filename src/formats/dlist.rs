@@ -374,7 +374,11 @@ mod tests {
     #[test]
     fn a_line_end_inside_a_list_is_an_error_not_an_endless_loop() {
         for input in [&b"(\n"[..], b"%(A \r)", b"(a \r\n b)", b"%(\n"] {
-            assert!(Dlist::parse(input).is_err(), "{:?}", String::from_utf8_lossy(input));
+            assert!(
+                Dlist::parse(input).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

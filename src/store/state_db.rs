@@ -77,6 +77,8 @@ pub trait StateDb: Send {
         raidset: &str,
         users: &[String],
     ) -> Result<(), StateDbError>;
+    /// Records one user (named on a command line), leaving the others as they are.
+    fn sync_user(&mut self, slot: &str, raidset: &str, user: &str) -> Result<(), StateDbError>;
     /// Users of `slot` not backed up since `before` (never-backed-up first, then oldest first).
     fn due_users(&mut self, slot: &str, before: i64) -> Result<Vec<String>, StateDbError>;
     fn record(&mut self, user: &str, at: i64, outcome: &Outcome) -> Result<(), StateDbError>;
@@ -156,6 +158,15 @@ impl StateDb for SqliteStateDb {
             }
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    fn sync_user(&mut self, slot: &str, raidset: &str, user: &str) -> Result<(), StateDbError> {
+        self.conn.execute(
+            "INSERT INTO users (user, slot, raidset) VALUES (?1, ?2, ?3)
+             ON CONFLICT(user) DO UPDATE SET slot = ?2, raidset = ?3",
+            params![user, slot, raidset],
+        )?;
         Ok(())
     }
 

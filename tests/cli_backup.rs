@@ -1,0 +1,147 @@
+//! `mailvault backup` on the sample spool a real Cyrus 3.6 wrote, through the
+//! local source: the README's first command, then what a rerun, `ls` and
+//! `cat` show.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mailvault::agent::spool::Spool;
+use mailvault::formats::Guid;
+use mailvault::source::Source;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs mailvault from the repository root with the store redirected to `tmp`.
+fn mailvault(tmp: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mailvault"))
+        .args(args)
+        .current_dir(repo())
+        .env("MAILVAULT_STORE__ROOT", tmp.join("stores"))
+        .env("MAILVAULT_STATE__DATABASE", tmp.join("state.sqlite3"))
+        .output()
+        .expect("run mailvault")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout {}\nstderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON summary")
+}
+
+#[test]
+fn the_example_config_backs_up_the_sample_and_a_rerun_fetches_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "backup",
+        "--config",
+        "config/example.toml",
+        "--all",
+        "--json",
+    ];
+    let first = json(&mailvault(tmp.path(), &args));
+    let totals = &first["totals"];
+    assert_eq!(totals["users"], 3);
+    assert_eq!(totals["ok"], 3);
+    assert!(
+        totals["messages_fetched"].as_u64().unwrap() > 200,
+        "{totals}"
+    );
+
+    let second = json(&mailvault(tmp.path(), &args));
+    assert_eq!(second["totals"]["ok"], 3);
+    assert_eq!(second["totals"]["folders_changed"], 0);
+    assert_eq!(second["totals"]["messages_fetched"], 0);
+
+    // The store holds every folder the spool has, and every message reads back.
+    let mut spool = Spool::open(&repo().join("sample/cyrus-3.6/imapd.conf")).unwrap();
+    let store = tmp.path().join("stores/user1");
+    let ls = json(&mailvault(
+        tmp.path(),
+        &["ls", "--store", store.to_str().unwrap(), "--json"],
+    ));
+    let listed: Vec<&str> = ls["folders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    let on_server: Vec<String> = spool
+        .folders("user1")
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(listed, on_server);
+
+    let inbox = json(&mailvault(
+        tmp.path(),
+        &["ls", "--store", store.to_str().unwrap(), "INBOX", "--json"],
+    ));
+    let guid = inbox["messages"][0]["guid"].as_str().unwrap().to_owned();
+    let cat = mailvault(
+        tmp.path(),
+        &["cat", "--store", store.to_str().unwrap(), &guid],
+    );
+    assert!(cat.status.success());
+    assert_eq!(Guid::of(&cat.stdout).to_hex(), guid);
+}
+
+#[test]
+fn a_run_without_a_config_file_needs_only_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("elsewhere");
+    let out = mailvault(
+        tmp.path(),
+        &[
+            "backup",
+            "--spool-conf",
+            "sample/cyrus-3.6/imapd.conf",
+            "--servername",
+            "mvlab",
+            "--store-root",
+            root.to_str().unwrap(),
+            "--json",
+            "user2",
+        ],
+    );
+    let summary = json(&out);
+    assert_eq!(summary["users"][0]["user"], "user2");
+    assert_eq!(summary["users"][0]["outcome"], "ok");
+    assert!(root.join("user2/backupstate.sqlite3").is_file());
+}
+
+#[test]
+fn a_hostile_user_name_fails_that_user_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = mailvault(
+        tmp.path(),
+        &[
+            "backup",
+            "--config",
+            "config/example.toml",
+            "--json",
+            "../x",
+            "user3",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed user makes the exit status 1"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["users"][0]["outcome"], "failed");
+    assert!(summary["users"][0]["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("../x"));
+    assert_eq!(summary["users"][1]["outcome"], "ok");
+    assert!(!tmp.path().join("x").exists() && !tmp.path().join("stores/../x").exists());
+}
