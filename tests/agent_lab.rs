@@ -281,7 +281,12 @@ fn check_against_cyrus(lab: &Lab) -> usize {
             assert_eq!(sink.files.len(), expected.len(), "{}", folder.name);
             for ((head, body, sha1), m) in sink.files.iter().zip(expected) {
                 assert_eq!(head.name, m["uid"].to_string());
-                assert_eq!(sha1.to_string(), m["guid"].as_str().unwrap());
+                // Folders converted to index versions before 10 (the lab's
+                // `Versions/v6`..`v9`) have no GUIDs: Cyrus reports zeros.
+                let imap_guid = m["guid"].as_str().unwrap();
+                if imap_guid != Guid::NULL.to_hex() {
+                    assert_eq!(sha1.to_string(), imap_guid);
+                }
                 assert_eq!(Guid::of(body), *sha1);
                 assert_eq!(body.len() as u64, m["size"].as_u64().unwrap());
             }
