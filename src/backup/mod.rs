@@ -393,7 +393,7 @@ impl Run<'_> {
         let records = records(index, meta.files.get("expunge"))?;
         let rows = self.messages(source, tx, folder, &uniqueid, &records)?;
         tx.set_indexed(&uniqueid, &rows)?;
-        self.meta_files(tx, &uniqueid, &meta)?;
+        self.meta_files(tx, &uniqueid, &meta, items)?;
         if link || uniqueid != folder.uniqueid {
             tx.link(&folder.name, &uniqueid)?;
         }
@@ -461,18 +461,18 @@ impl Run<'_> {
     }
 
     /// Appends the index and the other meta files that changed, and delete
-    /// markers for the ones the server no longer has.
+    /// markers for the ones the server no longer has. Only the items asked
+    /// for are considered: a server not asked for `expunge` has not said
+    /// that a stored one is gone.
     fn meta_files(
         &mut self,
         tx: &mut AppendTx,
         uniqueid: &str,
         meta: &Collect,
+        asked: &[MetaFile],
     ) -> Result<(), FolderFailure> {
         let index = MetaFile::Index.name();
-        let others = MetaFile::ALL
-            .iter()
-            .map(|m| m.name())
-            .filter(|n| *n != index);
+        let others = asked.iter().map(|m| m.name()).filter(|n| *n != index);
         for name in std::iter::once(index).chain(others) {
             match meta.files.get(name) {
                 Some(file) => {

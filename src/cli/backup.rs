@@ -3,7 +3,7 @@
 //! terminal, a summary at the end (or `--json`), and the outcome of each
 //! user recorded in the state database.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -316,12 +316,14 @@ fn summarize(users: Vec<UserLine>, took: Duration) -> Summary {
 }
 
 fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     if json {
-        println!("{}", serde_json::to_string_pretty(s)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(s)?)?;
         return Ok(());
     }
     for u in &s.users {
-        println!(
+        writeln!(
+            out,
             "{:<24} {:<8} folders {:>4} ({:>3} changed)  messages {:>6}  {:>10}  {:.2}s",
             u.user,
             u.outcome,
@@ -330,14 +332,14 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
             u.messages_fetched,
             indicatif::HumanBytes(u.bytes_fetched).to_string(),
             u.duration
-        );
+        )?;
         for e in &u.errors {
-            println!("    {e}");
+            writeln!(out, "    {e}")?;
         }
     }
     let t = &s.totals;
     let rate = t.users as f64 / t.duration.max(1e-9);
-    println!(
+    writeln!(out,
         "{} users ({} ok, {} partial, {} failed), {} folders ({} changed), {} messages, {} in {:.2}s ({:.1} users/s)",
         t.users,
         t.ok,
@@ -349,6 +351,6 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
         indicatif::HumanBytes(t.bytes_fetched),
         t.duration,
         rate
-    );
+    )?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! tests and scripts (`--json`).
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -95,11 +95,12 @@ fn cyrus_index(
     }
     let index_header = reader.header().clone();
     let records: Vec<IndexRecord> = reader.collect::<Result<_, _>>().map_err(|e| e.at(file))?;
+    let mut out = std::io::stdout().lock();
     if json {
         let value = index_to_json(&index_header, &records, cyrus_header.as_ref());
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
     } else {
-        print_index(&index_header, &records, cyrus_header.as_ref());
+        print_index(&mut out, &index_header, &records, cyrus_header.as_ref())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -119,18 +120,26 @@ fn folder_header(index: &Path, given: Option<&Path>) -> anyhow::Result<Option<Cy
     Ok(Some(header))
 }
 
-fn print_index(h: &IndexHeader, records: &[IndexRecord], names: Option<&CyrusHeader>) {
-    println!(
+fn print_index(
+    out: &mut impl Write,
+    h: &IndexHeader,
+    records: &[IndexRecord],
+    names: Option<&CyrusHeader>,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
         "minor version {}, {} records, exists {}, last uid {}, uidvalidity {}, highest modseq {}",
         h.minor_version, h.num_records, h.exists, h.last_uid, h.uidvalidity, h.highestmodseq
-    );
+    )?;
     let flags: &[Option<String>] = names.map_or(&[], |n| &n.user_flags);
-    println!(
+    writeln!(
+        out,
         "{:>8}  {:<20}  {:>9}  {:<40}  {:>8}  flags",
         "uid", "internaldate", "size", "guid", "modseq"
-    );
+    )?;
     for r in records {
-        println!(
+        writeln!(
+            out,
             "{:>8}  {:<20}  {:>9}  {:<40}  {:>8}  {}",
             r.uid,
             utc(r.internaldate),
@@ -138,39 +147,41 @@ fn print_index(h: &IndexHeader, records: &[IndexRecord], names: Option<&CyrusHea
             r.guid,
             r.modseq,
             r.flag_names(flags).join(" ")
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn cyrus_header(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let header =
         CyrusHeader::parse(&bytes).with_context(|| format!("parsing {}", file.display()))?;
+    let mut out = std::io::stdout().lock();
     if json {
-        println!("{}", serde_json::to_string_pretty(&header)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&header)?)?;
     } else {
-        println!("uniqueid   {}", header.uniqueid);
+        writeln!(out, "uniqueid   {}", header.uniqueid)?;
         if let Some(name) = &header.name {
-            println!("name       {name}");
+            writeln!(out, "name       {name}")?;
         }
         if let Some(t) = &header.mailbox_type {
-            println!("type       {t}");
+            writeln!(out, "type       {t}")?;
         }
         if let Some(q) = &header.quotaroot {
-            println!("quotaroot  {q}");
+            writeln!(out, "quotaroot  {q}")?;
         }
         let acl: Vec<String> = header
             .acl
             .iter()
             .map(|(id, r)| format!("{id}={r}"))
             .collect();
-        println!("acl        {}", acl.join(" "));
+        writeln!(out, "acl        {}", acl.join(" "))?;
         let flags: Vec<&str> = header
             .user_flags
             .iter()
             .map(|f| f.as_deref().unwrap_or("-"))
             .collect();
-        println!("user flags {}", flags.join(" "));
+        writeln!(out, "user flags {}", flags.join(" "))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -187,11 +198,12 @@ fn mailboxes_db(
         Some(user) => mailboxes_db::user_folders(&db, user, &cfg, DeletedFolders::Include)?,
         None => mailboxes_db::entries(&db, &cfg)?,
     };
+    let mut out = std::io::stdout().lock();
     if json {
         let list: Vec<serde_json::Value> = entries.iter().map(entry_json).collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
     } else {
-        print_entries(&entries);
+        print_entries(&mut out, &entries)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -230,14 +242,16 @@ fn entry_json(e: &MailboxEntry) -> serde_json::Value {
     })
 }
 
-fn print_entries(entries: &[MailboxEntry]) {
-    println!(
+fn print_entries(out: &mut impl Write, entries: &[MailboxEntry]) -> std::io::Result<()> {
+    writeln!(
+        out,
         "{:<40}  {:<5}  {:<10}  {:<36}  {:>10}  acl",
         "name", "type", "partition", "uniqueid", "uidvalidity"
-    );
+    )?;
     for e in entries {
         let acl: Vec<String> = e.acl.iter().map(|(id, r)| format!("{id}={r}")).collect();
-        println!(
+        writeln!(
+            out,
             "{:<40}  {:<5}  {:<10}  {:<36}  {:>10}  {}",
             e.internal_name,
             e.mbtype.letters(),
@@ -245,8 +259,9 @@ fn print_entries(entries: &[MailboxEntry]) {
             e.uniqueid.as_deref().unwrap_or("-"),
             e.uidvalidity.map_or("-".to_string(), |v| v.to_string()),
             acl.join(" ")
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// `2025-01-02T08:15:00Z`, whole seconds.

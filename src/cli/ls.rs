@@ -1,6 +1,7 @@
 //! `mailvault ls`: a store's folders, or one folder's messages, now or as
 //! they were at a past time. Never writes to the store.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
@@ -35,6 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn list_folders(store: &UserStore, at: Option<u64>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let folders = match at {
         Some(t) => store.folder_listings_at(&store.timeline()?, t)?,
         None => store.folder_listings()?,
@@ -42,22 +44,24 @@ fn list_folders(store: &UserStore, at: Option<u64>, json: bool) -> anyhow::Resul
     if json {
         let rows: Vec<_> = folders.iter().map(folder_json).collect();
         let value = serde_json::json!({ "at": at, "folders": rows });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    writeln!(
+        out,
         "{:<40} {:<38} {:>8} {:>12}  state",
         "folder", "uniqueid", "messages", "bytes"
-    );
+    )?;
     for f in &folders {
-        println!(
+        writeln!(
+            out,
             "{:<40} {:<38} {:>8} {:>12}  {}",
             f.name,
             f.uniqueid,
             f.messages,
             f.bytes,
             state_text(f)
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -86,6 +90,7 @@ fn list_messages(
     at: Option<u64>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let (uniqueid, index) = match at {
         Some(t) => {
             let timeline = store.timeline()?;
@@ -118,15 +123,17 @@ fn list_messages(
             "index_offset": index,
             "messages": rows,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    writeln!(
+        out,
         "{:>6}  {:<20} {:>8}  {:<40}  {:<30}  {:<30}  subject",
         "uid", "internaldate", "size", "guid", "flags", "from"
-    );
+    )?;
     for m in &messages {
-        println!(
+        writeln!(
+            out,
             "{:>6}  {:<20} {:>8}  {:<40}  {:<30}  {:<30}  {}",
             m.uid,
             rfc3339(m.internaldate),
@@ -135,7 +142,7 @@ fn list_messages(
             m.flags.join(" "),
             m.header.from.as_deref().unwrap_or(""),
             m.header.subject.as_deref().unwrap_or(""),
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

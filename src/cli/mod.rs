@@ -64,11 +64,24 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `mailvault ls | head`: the reader has all it wanted.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mailvault: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether the error is stdout's reader having gone away. Rust ignores
+/// SIGPIPE, so a closed pipe surfaces as this error from the next write;
+/// every command writes through `writeln!(out, ..)?` so it ends up here.
+/// Only an `io::Error` of our own (possibly with context) counts: a peer's
+/// socket breaking inside a backup arrives as a `SourceError` and stays a
+/// failure.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// The error and its causes on one line. Many errors already quote their

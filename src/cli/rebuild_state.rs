@@ -1,6 +1,7 @@
 //! `mailvault rebuild-state`: recreates `backupstate.sqlite3` (the v5 tables
 //! and ours) from the data file alone, as Perl's `RebuildState` does.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,12 +23,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // A writer appending meanwhile would leave the new state behind the file.
     let _lock = StoreLock::acquire(&args.store, LockMode::Fail)?;
     let summary = rebuild_state(&args.store, args.force)?;
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "rebuilt {}: {} entries from {}, {} bytes of tar",
         args.store.display(),
         summary.entries,
         summary.data_file,
         summary.offset
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

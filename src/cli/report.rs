@@ -1,5 +1,6 @@
 //! `mailvault report`: the seed system's "backups per hour of age" table.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,20 +26,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening {}", settings.state_database.display()))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
     let buckets = db.age_histogram(now)?;
+    let mut out = std::io::stdout().lock();
     if args.json {
         let rows: Vec<_> = buckets
             .iter()
             .map(|b| serde_json::json!({"hours": b.hours, "users": b.users}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:>12}  users", "age (hours)");
+    writeln!(out, "{:>12}  users", "age (hours)")?;
     for b in &buckets {
         let age = b
             .hours
             .map_or_else(|| "never".to_owned(), |h| h.to_string());
-        println!("{age:>12}  {}", b.users);
+        writeln!(out, "{age:>12}  {}", b.users)?;
     }
     Ok(ExitCode::SUCCESS)
 }

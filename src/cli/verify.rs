@@ -2,6 +2,7 @@
 //! member, entry or message. Exit status 0: all is well; 1: problems found;
 //! 2: the check could not run. Never writes to the store.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,7 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&args, &report)?;
     } else {
-        print_text(&args, &report);
+        print_text(&args, &report)?;
     }
     Ok(if report.is_ok() {
         ExitCode::SUCCESS
@@ -43,6 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_json(args: &Args, report: &VerifyReport) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     let value = serde_json::json!({
         "store": args.store,
         "full": args.full,
@@ -51,13 +53,14 @@ fn print_json(args: &Args, report: &VerifyReport) -> anyhow::Result<()> {
         "members": report.members,
         "problems": report.problems,
     });
-    println!("{}", serde_json::to_string_pretty(&value)?);
+    writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
     Ok(())
 }
 
-fn print_text(args: &Args, report: &VerifyReport) {
+fn print_text(args: &Args, report: &VerifyReport) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
     for p in &report.problems {
-        println!("BAD {}: {}", p.place, p.problem);
+        writeln!(out, "BAD {}: {}", p.place, p.problem)?;
     }
     let mode = if args.full { "full" } else { "quick" };
     let verdict = if report.is_ok() {
@@ -65,10 +68,12 @@ fn print_text(args: &Args, report: &VerifyReport) {
     } else {
         format!("{} problem(s)", report.problems.len())
     };
-    println!(
+    writeln!(
+        out,
         "{}: {mode} check of {} entries, {} gzip members: {verdict}",
         args.store.display(),
         report.entries,
         report.members
-    );
+    )?;
+    Ok(())
 }

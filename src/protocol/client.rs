@@ -11,6 +11,13 @@
 //!   the Perl client), and batch k+1 is already on the wire while batch k's
 //!   reply is read, so a round trip is not paid per batch.
 //! * When a secret is configured, the AUTH handshake (`auth.rs`) runs first.
+//! * `expunge` (a 2.3 folder's `cyrus.expunge`) is asked for only once the
+//!   server has shown it is `mailvault agent`: it passed our AUTH, or it
+//!   listed an `expunge` STAT. A stock backupcyrusd does neither, so it never
+//!   sees the item (it would leave it unanswered, which breaks the reply).
+//! * The agent's further user files (`sieve/<script>`, listed by `META
+//!   <user>` after seen and sub) are remembered from the `user_files` call,
+//!   so a stock server is asked nothing more than before.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -20,7 +27,7 @@ use std::time::Duration;
 
 use super::auth::{self, Role};
 use super::codec::{self, Request, DEFAULT_PORT};
-use super::reply::ReplyReader;
+use super::reply::{is_extra_user_file, ReplyReader};
 use crate::formats::Guid;
 use crate::source::{
     FileHead, FileSink, FileStat, FolderId, FolderStatus, ItemFailure, MetaFile, SinkError, Source,
@@ -123,6 +130,24 @@ impl Connection {
         self.counters.commands_sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+
+    /// `META <user> <dir>/<file>`: a request `Request::Meta` cannot spell,
+    /// its items being the two stock ones. Items go raw, as the stock ones
+    /// do (the server does not decode them), so `item` must be one word of
+    /// visible ASCII without `%` ([`is_extra_user_file`] and the caller).
+    fn send_extra_meta(&mut self, user: &str, item: &str) -> Result<(), SourceError> {
+        let line = format!(
+            "META {} {} {item}\n",
+            codec::encode_client(self.slot.as_bytes()),
+            codec::encode_client(user.as_bytes()),
+        );
+        self.writer
+            .write_all(line.as_bytes())
+            .and_then(|()| self.writer.flush())
+            .map_err(|e| SourceError::io("sending META", e))?;
+        self.counters.commands_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// A blocking protocol client; see the module doc.
@@ -131,6 +156,10 @@ pub struct Client {
     options: ClientOptions,
     conn: Option<Connection>,
     counters: Arc<SharedCounters>,
+    /// The server proved to be `mailvault agent` (see the module doc).
+    agent: bool,
+    /// The further user files the last `META <user>` listed, and for whom.
+    extra_listed: Option<(String, Vec<(String, FileStat)>)>,
 }
 
 impl Client {
@@ -142,9 +171,21 @@ impl Client {
             options: options.clone(),
             conn: None,
             counters: Arc::default(),
+            agent: false,
+            extra_listed: None,
         };
         client.connection()?;
+        // Only our agent knows AUTH: a stock server refuses it, and then
+        // `connection` has failed.
+        client.agent = options.secret.is_some();
         Ok(client)
+    }
+
+    /// Remember that the server listed an `expunge` file: only our agent does.
+    fn note_expunge<'a>(&mut self, mut files: impl Iterator<Item = &'a (MetaFile, FileStat)>) {
+        if files.any(|(file, _)| *file == MetaFile::Expunge) {
+            self.agent = true;
+        }
     }
 
     pub fn counters(&self) -> Counters {
@@ -423,9 +464,59 @@ impl Source for Client {
     }
 
     fn user_files(&mut self, user: &str) -> Result<Vec<(UserFile, FileStat)>, SourceError> {
-        self.run_plain(|conn| {
+        let listing = self.run_plain(|conn| {
             conn.send(&Request::Meta { user, items: &[] })?;
-            conn.reader.read_user_stats()
+            conn.reader.read_user_listing()
+        })?;
+        self.extra_listed = Some((user.to_string(), listing.extra));
+        Ok(listing.files)
+    }
+
+    fn extra_user_files(&mut self, user: &str) -> Result<Vec<(String, FileStat)>, SourceError> {
+        match self.extra_listed.take() {
+            Some((listed_for, extra)) if listed_for == user => Ok(extra),
+            _ => {
+                let listing = self.run_plain(|conn| {
+                    conn.send(&Request::Meta { user, items: &[] })?;
+                    conn.reader.read_user_listing()
+                })?;
+                Ok(listing.extra)
+            }
+        }
+    }
+
+    fn fetch_extra_user_file(
+        &mut self,
+        user: &str,
+        name: &str,
+        sink: &mut dyn FileSink,
+    ) -> Result<(), SourceError> {
+        let sink_error = |source| SourceError::Sink {
+            item: name.to_string(),
+            source,
+        };
+        let plain = name.bytes().all(|b| b.is_ascii_graphic() && b != b'%');
+        if !plain || !is_extra_user_file(name) {
+            return sink
+                .missing(name, &ItemFailure::NoSuchFile)
+                .map_err(sink_error);
+        }
+        let names = vec![name.to_string()];
+        let mut tracked = Tracked {
+            inner: sink,
+            events: 0,
+        };
+        self.run(|conn, _| {
+            let before = tracked.events;
+            let result = conn
+                .send_extra_meta(user, name)
+                .and_then(|()| conn.reader.read_files("META", &names, &mut tracked));
+            match result {
+                Ok(rest) if rest.is_empty() => Ok(()),
+                Ok(rest) => Err(SourceError::Protocol(format!("DONE META {rest:?}"))),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| (e, tracked.events == before))
         })
     }
 
@@ -457,11 +548,17 @@ impl Source for Client {
         })
     }
 
+    fn serves_expunge(&self) -> bool {
+        self.agent
+    }
+
     fn folders(&mut self, user: &str) -> Result<Vec<FolderStatus>, SourceError> {
-        self.run_plain(|conn| {
+        let folders = self.run_plain(|conn| {
             conn.send(&Request::FMultiStatus { user })?;
             conn.reader.read_folders()
-        })
+        })?;
+        self.note_expunge(folders.iter().flat_map(|f| f.files.iter()));
+        Ok(folders)
     }
 
     fn folder_meta_stat(
@@ -469,14 +566,16 @@ impl Source for Client {
         user: &str,
         folder: &str,
     ) -> Result<(Vec<(MetaFile, FileStat)>, FolderId), SourceError> {
-        self.run_plain(|conn| {
+        let found = self.run_plain(|conn| {
             conn.send(&Request::FMeta {
                 user,
                 folder,
                 items: &[],
             })?;
             conn.reader.read_meta_stats()
-        })
+        })?;
+        self.note_expunge(found.0.iter());
+        Ok(found)
     }
 
     fn fetch_folder_meta(

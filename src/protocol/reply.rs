@@ -18,6 +18,20 @@ use crate::source::{
     UserFile,
 };
 
+/// A `META <user>` stat reply: seen/sub, and the agent's further files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserListing {
+    pub files: Vec<(UserFile, FileStat)>,
+    /// `<dir>/<file>` items, in server order.
+    pub extra: Vec<(String, FileStat)>,
+}
+
+/// `<dir>/<file>`: one slash with a name on each side.
+pub fn is_extra_user_file(item: &str) -> bool {
+    item.split_once('/')
+        .is_some_and(|(dir, file)| !dir.is_empty() && !file.is_empty() && !file.contains('/'))
+}
+
 /// Reads the replies of one connection.
 pub struct ReplyReader<R> {
     inner: R,
@@ -146,8 +160,15 @@ impl<R: BufRead> ReplyReader<R> {
 
     /// `META <user>` → `OK`, `STAT seen|sub ...`, `DONE META`.
     pub fn read_user_stats(&mut self) -> Result<Vec<(UserFile, FileStat)>, SourceError> {
+        self.read_user_listing().map(|listing| listing.files)
+    }
+
+    /// [`ReplyReader::read_user_stats`], keeping also the `<dir>/<file>`
+    /// items `mailvault agent` lists after seen and sub (a pre-3.6 user's
+    /// `sieve/<script>`). backupcyrusd never sends such an item.
+    pub fn read_user_listing(&mut self) -> Result<UserListing, SourceError> {
         self.expect_ok("META")?;
-        let mut stats = Vec::new();
+        let mut listing = UserListing::default();
         loop {
             match self.read_line()? {
                 ReplyLine::Stat {
@@ -155,16 +176,19 @@ impl<R: BufRead> ReplyReader<R> {
                     item,
                     stat,
                 } => match UserFile::from_name(&item) {
-                    Some(file) => stats.push((file, stat)),
+                    Some(file) => listing.files.push((file, stat)),
+                    None if is_extra_user_file(&item) => listing.extra.push((item, stat)),
                     None => tracing::warn!(item, "META: ignoring an unknown user file"),
                 },
-                ReplyLine::Done(tokens) => return self.done_of(tokens).map(|_| stats),
+                ReplyLine::Done(tokens) => return self.done_of(tokens).map(|_| listing),
                 other => return Err(self.unexpected(&other)),
             }
         }
     }
 
     /// `FMULTISTATUS <user>` → `OK`, `FOLDER`/`STAT <folder> ...`, `DONE FMULTISTATUS`.
+    /// A `STAT <folder> expunge` (a 2.3 folder, only `mailvault agent`
+    /// sends it) is kept like the four stock items.
     pub fn read_folders(&mut self) -> Result<Vec<FolderStatus>, SourceError> {
         self.expect_ok("FMULTISTATUS")?;
         let mut folders: Vec<FolderStatus> = Vec::new();
@@ -201,7 +225,7 @@ impl<R: BufRead> ReplyReader<R> {
         let Some(folder) = folders.iter_mut().rev().find(|f| f.name == name) else {
             return Err(self.protocol(format!("STAT for {name:?} before its FOLDER line")));
         };
-        match MetaFile::from_name(item) {
+        match MetaFile::from_agent_name(item) {
             Some(file) => folder.files.push((file, stat)),
             None => tracing::warn!(folder = name, item, "ignoring an unknown folder file"),
         }
@@ -220,7 +244,7 @@ impl<R: BufRead> ReplyReader<R> {
                     folder: None,
                     item,
                     stat,
-                } => match MetaFile::from_name(&item) {
+                } => match MetaFile::from_agent_name(&item) {
                     Some(file) => stats.push((file, stat)),
                     None => tracing::warn!(item, "FMETA: ignoring an unknown folder file"),
                 },
