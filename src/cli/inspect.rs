@@ -28,6 +28,7 @@ pub struct Args {
 enum What {
     /// A `cyrus.index` (or `cyrus.expunge`) of any minor version, 6 to 20.
     CyrusIndex {
+        /// The `cyrus.index` (or `cyrus.expunge`) to read.
         file: PathBuf,
         /// The folder's `cyrus.header`, to name user flags (default: beside FILE).
         #[arg(long)]
@@ -35,18 +36,22 @@ enum What {
         /// Read FILE as a 2.3 `cyrus.expunge` (records not in uid order).
         #[arg(long)]
         expunge: bool,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// A `cyrus.header`, text (2.x-3.5) or dlist (3.6+) form.
     CyrusHeader {
+        /// The `cyrus.header` to read.
         file: PathBuf,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// A `mailboxes.db` (twoskip, skiplist or flat; 2.x to 3.x value forms):
     /// every mailbox entry, in database order.
     MailboxesDb {
+        /// The `mailboxes.db` to read.
         file: PathBuf,
         /// Only this user's live folders, then their deleted ones, in the
         /// order backupcyrusd lists them.
@@ -56,6 +61,7 @@ enum What {
         /// defaults, `unixhierarchysep: yes`).
         #[arg(long)]
         imapd_conf: Option<PathBuf>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },

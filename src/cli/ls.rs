@@ -21,6 +21,7 @@ pub struct Args {
     /// Show the store as it was at this time: RFC 3339 or unix seconds.
     #[arg(long)]
     at: Option<String>,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }

@@ -16,6 +16,7 @@ pub struct Args {
     /// Also re-hash every stored file and parse every cyrus.index copy.
     #[arg(long)]
     full: bool,
+    /// Print the report as JSON.
     #[arg(long)]
     json: bool,
 }

@@ -623,3 +623,71 @@ impl Source for Client {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A one-connection server answering FMULTISTATUS with `stats` and
+    /// anything else with a refusal; it reports every request line.
+    fn scripted(stats: &'static str) -> (String, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut out = stream.try_clone().unwrap();
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { return };
+                let reply = if line.starts_with("FMULTISTATUS") {
+                    format!("OK\nFOLDER INBOX u1 -\n{stats}DONE FMULTISTATUS\n")
+                } else {
+                    "NO not in this script\n".to_string()
+                };
+                let _ = tx.send(line);
+                if out.write_all(reply.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        });
+        (addr, rx)
+    }
+
+    fn client(addr: &str) -> Client {
+        let mut options = ClientOptions::new("s");
+        options.retries = 0;
+        Client::connect(addr, &options).unwrap()
+    }
+
+    #[test]
+    fn a_stock_server_is_never_asked_for_expunge() {
+        let (addr, requests) = scripted("STAT INBOX index 10 1 2\n");
+        let mut c = client(&addr);
+        let folders = c.folders("bob").unwrap();
+        assert_eq!(folders[0].files.len(), 1);
+        assert!(!c.serves_expunge());
+        let _ = c.fetch_folder_meta("bob", "INBOX", &MetaFile::ALL, &mut Discard);
+        let sent: Vec<String> = requests.try_iter().collect();
+        assert!(sent.iter().all(|l| !l.contains("expunge")), "{sent:?}");
+    }
+
+    #[test]
+    fn an_expunge_stat_shows_the_server_is_our_agent() {
+        let (addr, _requests) = scripted("STAT INBOX index 10 1 2\nSTAT INBOX expunge 96 1 3\n");
+        let mut c = client(&addr);
+        assert!(!c.serves_expunge(), "nothing known before a reply");
+        let folders = c.folders("bob").unwrap();
+        assert_eq!(
+            folders[0].stat(MetaFile::Expunge),
+            Some(FileStat {
+                size: 96,
+                mtime: 1,
+                inode: 3
+            })
+        );
+        assert!(c.serves_expunge());
+    }
+}
