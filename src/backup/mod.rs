@@ -294,9 +294,10 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Per-user files beyond seen and sub, named `<type>/<file>`: the sieve
-    /// scripts our agent serves for Cyrus before 3.6, stored as the legacy
-    /// `sieve/<file>` entries of the Perl format.
+    /// Per-user files beyond seen and sub, named `<dir>/<file>` on the wire:
+    /// the sieve scripts our agent serves for Cyrus before 3.6. They are
+    /// stored as `meta/<dir>.<file>` (`meta/sieve.main.script`), a name the
+    /// Perl tools index and keep through compaction like `seen` and `sub`.
     fn extra_user_files(
         &mut self,
         source: &mut dyn Source,
@@ -304,13 +305,11 @@ impl Run<'_> {
         listed: &[(String, crate::source::FileStat)],
     ) -> Result<(), BackupError> {
         for (item, stat) in listed {
-            let Some((kind, name)) = item.split_once('/') else {
+            let Some((dir, file)) = item.split_once('/') else {
                 continue;
             };
-            let stored = tx
-                .store()
-                .user_file_state(kind, name)
-                .map_err(self.store_err())?;
+            let name = format!("{dir}.{file}");
+            let stored = tx.store().meta_state(&name).map_err(self.store_err())?;
             if !user_file_changed(stat, stored.as_ref()) {
                 continue;
             }
@@ -319,7 +318,7 @@ impl Run<'_> {
                 .fetch_extra_user_file(self.user, item, &mut got)
                 .map_err(self.source_err("META"))?;
             if let Some(file) = got.files.get(item) {
-                tx.add_user_file(kind, name, &file_meta(file), &file.sha1, &file.bytes[..])
+                tx.add_meta(&name, &file_meta(file), &file.sha1, &file.bytes[..])
                     .map_err(self.store_err())?;
             }
         }

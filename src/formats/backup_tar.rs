@@ -591,13 +591,7 @@ pub fn file_name(guid: &Guid) -> String {
 
 /// Tar name of a user meta file (`seen`, `sub`).
 pub fn meta_name(name: &str) -> String {
-    user_file_name("meta", name)
-}
-
-/// `<kind>/<name>`: a per-user file (`meta/seen`, and the legacy-typed
-/// `sieve/<script>` our agent serves for Cyrus before 3.6).
-pub fn user_file_name(kind: &str, name: &str) -> String {
-    format!("{kind}/{name}")
+    format!("meta/{name}")
 }
 
 /// Tar name of a folder's `cyrus.<name>` file.

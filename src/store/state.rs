@@ -301,10 +301,10 @@ fn stat_row(r: &rusqlite::Row<'_>) -> Sql<FileStat> {
     })
 }
 
-pub fn meta_state(conn: &Connection, kind: &str, name: &str) -> Sql<Option<FileStat>> {
+pub fn meta_state(conn: &Connection, name: &str) -> Sql<Option<FileStat>> {
     conn.query_row(
-        "SELECT size, mtime, inode, sha1, offset FROM meta WHERE type = ?1 AND name = ?2",
-        [kind, name],
+        "SELECT size, mtime, inode, sha1, offset FROM meta WHERE type = 'meta' AND name = ?1",
+        [name],
         stat_row,
     )
     .optional()

@@ -28,7 +28,7 @@ use super::recover::recover_data_file;
 use super::schema;
 use super::state::{self, FileStat, FolderRow, HistoryEntry, IndexedError};
 use crate::formats::backup_tar::{
-    encode_header, file_name, folder_file_name, imap_name, padding_len, user_file_name, EntryHeader,
+    encode_header, file_name, folder_file_name, imap_name, meta_name, padding_len, EntryHeader,
 };
 use crate::formats::gzip_members::{scan_members, MemberInfo, MemberWriter};
 use crate::formats::Guid;
@@ -276,12 +276,7 @@ impl UserStore {
     }
 
     pub fn meta_state(&self, name: &str) -> Result<Option<FileStat>> {
-        self.user_file_state("meta", name)
-    }
-
-    /// The stored state of a per-user file of any type (`meta`, `sieve`).
-    pub fn user_file_state(&self, kind: &str, name: &str) -> Result<Option<FileStat>> {
-        state::meta_state(&self.conn, kind, name).at(&self.state_path)
+        state::meta_state(&self.conn, name).at(&self.state_path)
     }
 
     pub fn folder_file_state(&self, uniqueid: &str, name: &str) -> Result<Option<FileStat>> {
@@ -494,20 +489,8 @@ impl AppendTx<'_> {
         sha1: &Guid,
         body: impl Read,
     ) -> Result<()> {
-        self.add_user_file("meta", name, meta, sha1, body)
-    }
-
-    /// Appends `<kind>/<name>`, a per-user file of any type.
-    pub fn add_user_file(
-        &mut self,
-        kind: &str,
-        name: &str,
-        meta: &FileMeta,
-        sha1: &Guid,
-        body: impl Read,
-    ) -> Result<()> {
         let h = EntryHeader::file(
-            &user_file_name(kind, name),
+            &meta_name(name),
             &sha1.to_hex(),
             meta.size,
             meta.mtime,
