@@ -23,6 +23,9 @@ t0=$(now); one_core tar -czf "$W/peer.tar.gz" -C "$W/c-small" files; t1=$(now)
 tar_secs=$(echo "$t1 - $t0" | bc -l)
 peer_size=$(stat -c %s "$W/peer.tar.gz")
 
+mkdir -p "$W/c-inc/files"
+ls "$W/c-small/files" | head -200 | while read -r f; do cp "$W/c-small/files/$f" "$W/c-inc/files/"; done
+
 "$BIN" corpus "$W/c-large" "$LARGE" 11
 raw_large=$(du -sb "$W/c-large/files" | cut -f1)
 rm -rf "$W/c-small"
@@ -33,6 +36,8 @@ read -r r_secs hwm_read_large < <("$BIN" read "$W/s-large" "$guid")
 guid_small=$(sqlite3 "$W/s-small/backupstate.sqlite3" "SELECT guid FROM files ORDER BY offset DESC LIMIT 1" 2>/dev/null ||
              python3 -c "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute('SELECT guid FROM files ORDER BY offset DESC LIMIT 1').fetchone()[0])" "$W/s-small/backupstate.sqlite3")
 read -r _ hwm_read_small < <("$BIN" read "$W/s-small" "$guid_small")
+read -r _ hwm_inc_small < <("$BIN" increment "$W/s-small" "$W/c-inc" 200)
+read -r _ hwm_inc_large < <("$BIN" increment "$W/s-large" "$W/c-inc" 200)
 mkdir "$W/x"
 data=$(ls "$W"/s-large/backupdata-*)
 t0=$(now); tar -xzf "$data" -C "$W/x" "files/$guid" 2>/dev/null || true; t1=$(now)
@@ -52,3 +57,4 @@ printf '%-58s %.4f s\n' "(c) mailvault: read the last message (open + inflate)" 
 printf '%-58s %.2f s\n' "(c) tar -xzf data.tar.gz files/<sha1>, same message" "$tarx_secs"
 printf '%-58s %s / %s\n' "(d) VmHWM KiB, append small / large" "$hwm_append_small" "$hwm_append_large"
 printf '%-58s %s / %s\n' "(d) VmHWM KiB, read one message small / large" "$hwm_read_small" "$hwm_read_large"
+printf '%-58s %s / %s\n' "(d) VmHWM KiB, a run of 200 new messages into small / large" "$hwm_inc_small" "$hwm_inc_large"

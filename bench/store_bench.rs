@@ -141,6 +141,28 @@ fn append(store_dir: &Path, corpus_dir: &Path, folders: usize) {
     println!("{secs:.3} {state} {data} {}", vmhwm_kb());
 }
 
+/// A daily run's worth of new mail into an existing store: `count` corpus
+/// messages made new (a header line in front) in one folder, one commit.
+/// Its peak memory must not depend on how big the store already is.
+fn increment(store_dir: &Path, corpus_dir: &Path, count: usize) {
+    let files = corpus_files(corpus_dir);
+    let start = Instant::now();
+    let mut store = UserStore::open(store_dir, StoreOptions::default()).unwrap();
+    let mut tx = store.begin(1_800_000_100).unwrap();
+    let mut pairs = Vec::new();
+    for (i, path) in files.iter().take(count).enumerate() {
+        let mut body = format!("X-Increment: {i}\r\n").into_bytes();
+        body.extend(fs::read(path).unwrap());
+        let guid = Guid::of(&body);
+        let meta = FileMeta::new(body.len() as u64, 1_800_000_100, i as u64);
+        tx.add_message(&guid, &meta, &body[..]).unwrap();
+        pairs.push((i as u32 + 1, guid));
+    }
+    tx.set_indexed("bench-increment", &pairs).unwrap();
+    tx.commit().unwrap();
+    println!("{:.3} {}", start.elapsed().as_secs_f64(), vmhwm_kb());
+}
+
 fn read(store_dir: &Path, guid: &str) {
     let guid: Guid = guid.parse().unwrap();
     let start = Instant::now();
@@ -165,6 +187,9 @@ fn main() {
             append(Path::new(store), Path::new(corpus_dir), folders.parse().unwrap())
         }
         ["read", store, guid] => read(Path::new(store), guid),
-        _ => eprintln!("usage: store_bench corpus DIR COUNT SEED | append STORE CORPUS FOLDERS | read STORE GUID (see bench/store.sh)"),
+        ["increment", store, corpus_dir, count] => {
+            increment(Path::new(store), Path::new(corpus_dir), count.parse().unwrap())
+        }
+        _ => eprintln!("usage: store_bench corpus DIR COUNT SEED | append STORE CORPUS FOLDERS | read STORE GUID | increment STORE CORPUS COUNT (see bench/store.sh)"),
     }
 }
