@@ -124,9 +124,14 @@ fn sigkill_at_random_points_of_a_first_backup_leaves_verifiable_stores() {
     // Kill anywhere from the start to a little past a clean run's length.
     let span = (clean_took.as_millis() as u64).max(200) * 11 / 10;
     let mut dir = tempfile::tempdir().expect("temp dir");
-    let mut killed_running = 0;
-    for kill in 0..KILLS {
-        if kill > 0 && kill % KILLS_PER_STORE == 0 {
+    let mut span = span;
+    let mut kills = 0;
+    let mut attempts = 0;
+    // Count only kills that hit a running backup; a run that finished first
+    // (the machine is shared, timings vary) shortens the span instead.
+    while kills < KILLS && attempts < 3 * KILLS {
+        attempts += 1;
+        if kills > 0 && kills % KILLS_PER_STORE == 0 {
             dir = tempfile::tempdir().expect("temp dir");
         }
         let at = Duration::from_millis(5 + rng.next() % span);
@@ -134,11 +139,17 @@ fn sigkill_at_random_points_of_a_first_backup_leaves_verifiable_stores() {
             .spawn()
             .expect("start mailvault backup");
         std::thread::sleep(at);
-        if child.try_wait().expect("poll the backup").is_none() {
-            killed_running += 1;
-        }
+        let running = child.try_wait().expect("poll the backup").is_none();
         let _ = child.kill();
         let _ = child.wait();
+        if running {
+            kills += 1;
+        } else {
+            span = (span * 3 / 4).max(50);
+            dir = tempfile::tempdir().expect("temp dir");
+            continue;
+        }
+        let kill = kills;
         eprintln!("verifying after kill {kill} at {at:?} (MAILVAULT_CRASH_SEED={seed})");
         // The stores are independent: check them side by side.
         std::thread::scope(|s| {
@@ -154,11 +165,11 @@ fn sigkill_at_random_points_of_a_first_backup_leaves_verifiable_stores() {
         });
     }
     assert!(
-        killed_running >= KILLS / 2,
-        "only {killed_running} of {KILLS} kills hit a running backup (seed {seed})"
+        kills >= KILLS * 2 / 3,
+        "only {kills} of {attempts} kills hit a running backup (seed {seed})"
     );
 
-    // The last store was cut twice: one more run completes it.
+    // The last store was cut once or twice: one more run completes it.
     complete_run(dir.path());
     assert_eq!(
         messages(dir.path()),
