@@ -94,6 +94,9 @@ pub struct UserStore {
     scanned: std::cell::OnceCell<Vec<MemberInfo>>,
     opts: StoreOptions,
     _lock: Option<StoreLock>,
+    /// A read-only open of a store with a hot journal reads this private,
+    /// rolled-back copy of the state file (see [`open_committed`]).
+    _rollback_copy: Option<tempfile::TempDir>,
 }
 
 fn now() -> u64 {
@@ -135,6 +138,7 @@ impl UserStore {
             scanned: Default::default(),
             opts,
             _lock: Some(lock),
+            _rollback_copy: None,
         };
         recover_data_file(&store.data_path(), status.as_ref().map_or(0, |s| s.1))?;
         store.index_members_if_missing()?;
@@ -151,8 +155,7 @@ impl UserStore {
                 source: io::Error::new(io::ErrorKind::NotFound, "no state file"),
             });
         }
-        let conn = Connection::open_with_flags(&state_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .at(&state_path)?;
+        let (conn, rollback_copy) = open_committed(&state_path)?;
         check_schema(&conn, &state_path)?;
         let status = state::status(&conn).at(&state_path)?;
         let data_name = status.map(|s| s.0).unwrap_or_default();
@@ -168,6 +171,7 @@ impl UserStore {
             scanned: Default::default(),
             opts: StoreOptions::default(),
             _lock: None,
+            _rollback_copy: rollback_copy,
         })
     }
 
@@ -367,6 +371,65 @@ impl UserStore {
         }
         Ok((offset, tar.into_body()))
     }
+}
+
+/// A read-only connection to the committed state of `state_path`.
+///
+/// A writer killed inside a transaction leaves a hot `-journal`, and only a
+/// writer may roll it back: a read-only connection then fails with
+/// `SQLITE_READONLY_ROLLBACK`. A writer killed before its first commit
+/// leaves a state file with no tables at all. Either way `verify` and `ls`
+/// could not run on the store until the next backup. Instead of writing to
+/// the store, the state file and its journal are copied aside, the copy is
+/// rolled back there (and given the empty schema if it has none, since
+/// nothing was ever committed), and the copy is read; it lives as long as
+/// the returned directory.
+fn open_committed(state_path: &Path) -> Result<(Connection, Option<tempfile::TempDir>)> {
+    let conn =
+        Connection::open_with_flags(state_path, OpenFlags::SQLITE_OPEN_READ_ONLY).at(state_path)?;
+    match count_tables(&conn) {
+        Ok(n) if n > 0 => Ok((conn, None)),
+        Err(e) if !needs_rollback(&e) => Err(e).at(state_path),
+        _ => {
+            drop(conn);
+            let (copy, dir) = rolled_back_copy(state_path)?;
+            let conn = Connection::open_with_flags(&copy, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .at(state_path)?;
+            Ok((conn, Some(dir)))
+        }
+    }
+}
+
+/// Reads the schema, which is where a hot journal is noticed.
+fn count_tables(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+}
+
+fn needs_rollback(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly)
+}
+
+/// The state file and its journal copied into a new private directory, and
+/// the copy rolled back by a writable open there.
+fn rolled_back_copy(state_path: &Path) -> Result<(PathBuf, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().at(state_path)?;
+    let copy = dir.path().join(STATE_FILE);
+    std::fs::copy(state_path, &copy).at(state_path)?;
+    let mut journal = state_path.as_os_str().to_owned();
+    journal.push("-journal");
+    let mut journal_copy = copy.as_os_str().to_owned();
+    journal_copy.push("-journal");
+    match std::fs::copy(&journal, &journal_copy) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).at(Path::new(&journal)),
+    }
+    let writer = Connection::open(&copy).at(state_path)?;
+    if count_tables(&writer).at(state_path)? == 0 {
+        schema::ensure(&writer).at(state_path)?;
+    }
+    drop(writer);
+    Ok((copy, dir))
 }
 
 fn check_schema(conn: &Connection, path: &Path) -> Result<()> {
