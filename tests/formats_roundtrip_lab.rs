@@ -587,7 +587,11 @@ fn as_dumped(ours: &Value) -> Value {
         "createdmodseq": text("createdmodseq"),
         "foldermodseq": text("foldermodseq"),
         "mbtype": ours["mbtype"],
-        "partition": ours["partition"],
+        // A tombstone has no partition: we print "", ctl_mboxlist leaves the key out.
+        "partition": match ours["partition"].as_str() {
+            Some("") => Value::Null,
+            _ => ours["partition"].clone(),
+        },
         "acl": acl,
         "uniqueid": ours["uniqueid"],
     })
