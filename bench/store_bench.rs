@@ -173,6 +173,16 @@ fn read(store_dir: &Path, guid: &str) {
     println!("{secs:.4} {}", vmhwm_kb());
 }
 
+fn smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus_dir, store) = (dir.path().join("corpus"), dir.path().join("store"));
+    corpus(&corpus_dir, 30, 1);
+    append(&store, &corpus_dir, 3);
+    increment(&store, &corpus_dir, 10);
+    let last = corpus_files(&corpus_dir).pop().unwrap();
+    read(&store, &last.file_name().unwrap().to_string_lossy());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -190,6 +200,9 @@ fn main() {
         ["increment", store, corpus_dir, count] => {
             increment(Path::new(store), Path::new(corpus_dir), count.parse().unwrap())
         }
+        // `cargo test --all-targets` runs this with no arguments: a small
+        // run through every mode keeps the benchmark's code working.
+        [] => smoke(),
         _ => eprintln!("usage: store_bench corpus DIR COUNT SEED | append STORE CORPUS FOLDERS | read STORE GUID | increment STORE CORPUS COUNT (see bench/store.sh)"),
     }
 }
