@@ -408,15 +408,33 @@ impl Run<'_> {
         uniqueid: &str,
         records: &[IndexRecord],
     ) -> Result<Vec<(u32, Guid)>, FolderFailure> {
+        let mut need = self.needs(tx, uniqueid, records)?;
+        if !need.fetch.is_empty() {
+            self.fetch(source, tx, folder, &mut need)?;
+        }
+        for (uid, guid) in need.duplicates {
+            if self.fetched.contains(&guid) {
+                need.rows.insert(uid, guid);
+            }
+        }
+        Ok(need.rows.into_iter().collect())
+    }
+
+    /// Sorts a folder's records into those the store can already answer and
+    /// those to fetch. A record without a GUID (Cyrus 2.3 without
+    /// `guid_mode: sha1`) keeps the GUID its uid had in the last backup.
+    fn needs(
+        &self,
+        tx: &AppendTx,
+        uniqueid: &str,
+        records: &[IndexRecord],
+    ) -> Result<Needs, StoreError> {
         let known: HashMap<u32, Guid> = tx.store().indexed(uniqueid)?.into_iter().collect();
-        let mut rows = BTreeMap::new();
-        let mut wanted: HashMap<u32, Option<Guid>> = HashMap::new();
-        let mut wanted_guids = HashSet::new();
-        let mut later = Vec::new();
-        let mut expunged = HashSet::new();
+        let mut need = Needs::default();
+        let mut fetching = HashSet::new();
         for r in records.iter().filter(|r| !r.is_unlinked()) {
             if r.is_expunged() {
-                expunged.insert(r.uid);
+                need.expunged.insert(r.uid);
             }
             let guid = if r.guid.is_null() {
                 known.get(&r.uid).copied()
@@ -425,38 +443,40 @@ impl Run<'_> {
             };
             match guid {
                 Some(g) if self.fetched.contains(&g) || tx.has_message(&g)? => {
-                    rows.insert(r.uid, g);
+                    need.rows.insert(r.uid, g);
                 }
-                Some(g) if !wanted_guids.insert(g) => later.push((r.uid, g)),
+                Some(g) if !fetching.insert(g) => need.duplicates.push((r.uid, g)),
                 guid => {
-                    wanted.insert(r.uid, guid);
+                    need.fetch.insert(r.uid, guid);
                 }
             }
         }
-        if !wanted.is_empty() {
-            let mut uids: Vec<u32> = wanted.keys().copied().collect();
-            uids.sort_unstable();
-            let mut sink = MessageSink::new(tx, &wanted, &expunged);
-            let result = source.fetch_messages(self.user, &folder.name, &uids, &mut sink);
-            self.report.messages_fetched += sink.messages;
-            self.report.bytes_fetched += sink.bytes;
-            for _ in 0..sink.messages {
-                self.progress.message_stored(0);
-            }
-            self.fetched.extend(sink.stored.values().copied());
-            rows.extend(sink.stored.iter().map(|(u, g)| (*u, *g)));
-            let problems = std::mem::take(&mut sink.problems);
-            result.map_err(|e| FolderFailure::from_source("FDATA", e))?;
-            if !problems.is_empty() {
-                return Err(FolderFailure::Folder(describe(&problems)));
-            }
+        Ok(need)
+    }
+
+    /// FDATA of every uid in `need.fetch`, each verified and appended as it arrives.
+    fn fetch(
+        &mut self,
+        source: &mut dyn Source,
+        tx: &mut AppendTx,
+        folder: &FolderStatus,
+        need: &mut Needs,
+    ) -> Result<(), FolderFailure> {
+        let mut uids: Vec<u32> = need.fetch.keys().copied().collect();
+        uids.sort_unstable();
+        let mut sink = MessageSink::new(tx, &need.fetch, &need.expunged, self.progress);
+        let result = source.fetch_messages(self.user, &folder.name, &uids, &mut sink);
+        self.report.messages_fetched += sink.messages;
+        self.report.bytes_fetched += sink.bytes;
+        self.fetched.extend(sink.stored.values().copied());
+        need.rows.extend(sink.stored.iter().map(|(u, g)| (*u, *g)));
+        let problems = std::mem::take(&mut sink.problems);
+        result.map_err(|e| FolderFailure::from_source("FDATA", e))?;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(FolderFailure::Folder(describe(&problems)))
         }
-        for (uid, guid) in later {
-            if self.fetched.contains(&guid) {
-                rows.insert(uid, guid);
-            }
-        }
-        Ok(rows.into_iter().collect())
     }
 
     /// Appends the index and the other meta files that changed, and delete
@@ -495,6 +515,19 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// What a changed folder needs, from its index records.
+#[derive(Default)]
+struct Needs {
+    /// uid -> GUID the store already holds.
+    rows: BTreeMap<u32, Guid>,
+    /// uid -> the GUID to expect (`None`: take the file's own SHA-1).
+    fetch: HashMap<u32, Option<Guid>>,
+    /// Further uids of a GUID already being fetched for another uid.
+    duplicates: Vec<(u32, Guid)>,
+    /// Expunged records: their files may be gone already.
+    expunged: HashSet<u32>,
 }
 
 fn stored_folder(tx: &AppendTx, folder: &FolderStatus) -> Result<StoredFolder, StoreError> {

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use crate::formats::Guid;
+use crate::progress::Progress;
 use crate::source::{FileHead, FileSink, FileStat, ItemFailure, SinkError};
 use crate::store::{AppendTx, FileMeta};
 
@@ -109,6 +110,7 @@ pub struct MessageSink<'t, 's> {
     expected: &'t HashMap<u32, Option<Guid>>,
     /// Expunged records whose files may be gone already (a race with cleanup).
     expunged: &'t HashSet<u32>,
+    progress: &'t dyn Progress,
     spool: Spool,
     /// uid -> GUID of every message now in the store.
     pub stored: BTreeMap<u32, Guid>,
@@ -124,11 +126,13 @@ impl<'t, 's> MessageSink<'t, 's> {
         tx: &'t mut AppendTx<'s>,
         expected: &'t HashMap<u32, Option<Guid>>,
         expunged: &'t HashSet<u32>,
+        progress: &'t dyn Progress,
     ) -> MessageSink<'t, 's> {
         MessageSink {
             tx,
             expected,
             expunged,
+            progress,
             spool: Spool::default(),
             stored: BTreeMap::new(),
             problems: Vec::new(),
@@ -179,6 +183,7 @@ impl FileSink for MessageSink<'_, '_> {
         if added {
             self.messages += 1;
             self.bytes += head.stat.size;
+            self.progress.message_stored(head.stat.size);
         }
         self.stored.insert(uid, sha1);
         Ok(())
