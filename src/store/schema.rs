@@ -81,7 +81,9 @@ END;
 ";
 
 /// Our tables. `mv_members`: one row per gzip member. `mv_history`: every
-/// `cyrus.index` copy in the tar. `mv_runs`: one row per append transaction.
+/// `cyrus.index` copy in the tar. `mv_runs`: one row per committed append
+/// transaction that stored something (one that found nothing to store
+/// leaves no trace: see the commit protocol in `user_store`).
 pub const MV_DDL: &str = "
 CREATE TABLE IF NOT EXISTS mv_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS mv_members (
