@@ -87,18 +87,22 @@ for _ in $(seq 100); do
   python3 -c "import socket; socket.create_connection(('127.0.0.1',$port))" 2>/dev/null && break
   sleep 0.1
 done
-agent_io() { awk '/^rchar/ {r=$2} /^read_bytes/ {b=$2} END {print r, b}' "/proc/$agent/io"; }
+agent_io() { # rchar, read_bytes, CPU clock ticks (user + system)
+  awk '/^rchar/ {r=$2} /^read_bytes/ {b=$2} END {printf "%s %s ", r, b}' "/proc/$agent/io"
+  sed 's/.*) //' "/proc/$agent/stat" | awk '{print $12 + $13}'
+}
 agent_run() { # NAME
-  local r0 b0 r1 b1 t0 t1
-  read -r r0 b0 < <(agent_io)
+  local r0 b0 c0 r1 b1 c1
+  read -r r0 b0 c0 < <(agent_io)
   mv_backup "$1" "$work/store-agent" --server "127.0.0.1:$port"
   sleep 0.2 # the agent logs its counters when it sees the connection end
-  read -r r1 b1 < <(agent_io)
-  python3 - "$work/$1.io" "$((r1 - r0))" "$((b1 - b0))" "$work/agent.log" <<'PY'
+  read -r r1 b1 c1 < <(agent_io)
+  python3 - "$work/$1.io" "$((r1 - r0))" "$((b1 - b0))" "$((c1 - c0))" "$(getconf CLK_TCK)" "$work/agent.log" <<'PY'
 import json, re, sys
-path, rchar, read_bytes, log = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+path, rchar, read_bytes, ticks, hz, log = sys.argv[1:]
 d = json.load(open(path))
-d["cyrus_rchar"], d["cyrus_read_bytes"] = rchar, read_bytes
+d["cyrus_rchar"], d["cyrus_read_bytes"] = int(rchar), int(read_bytes)
+d["agent_cpu"] = int(ticks) / int(hz)
 ended = [l for l in open(log) if "connection ended" in l]
 if ended:
     for k in ("files_opened", "message_files_opened", "bytes_read"):

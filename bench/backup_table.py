@@ -41,12 +41,13 @@ def main():
         note = ("agent: %s message files opened, %s bytes read" % (
             io.get("agent_message_files_opened"), io.get("agent_bytes_read"))
             if "agent_bytes_read" in io else "reads of the whole process (spool + store)")
-        rows.append((label, io["wall"], users, t["bytes_fetched"], cyrus, note))
+        cpu = io["cpu"] + io.get("agent_cpu", 0)
+        rows.append((label, io["wall"], cpu, users, t["bytes_fetched"], cyrus, note))
     for name, label in (("restic-full", "restic, first"), ("restic-nochange", "restic, no change")):
         io, s = load(work, name + ".io"), restic_summary(work, name + ".json")
         note = "%d files new, %d unmodified; reads of the whole process" % (
             s.get("files_new", 0), s.get("files_unmodified", 0))
-        rows.append((label, io["wall"], users, s.get("data_added", 0), io["rchar"], note))
+        rows.append((label, io["wall"], io["cpu"], users, s.get("data_added", 0), io["rchar"], note))
 
     print()
     print("spool: %d users, %d files, %.1f MB (%.1f MB of message files)" % (
@@ -56,14 +57,15 @@ def main():
     print("stores: mailvault local %.1f MB, mailvault agent %.1f MB, restic repo %.1f MB" % (
         int(store_local) / MB, int(store_agent) / MB, int(repo) / MB))
     print()
-    print("%-28s %8s %9s %8s %11s %12s  %s" % (
-        "run", "wall s", "users/s", "MB/s", "MB added", "MB read", "what was read"))
-    for label, wall, n, added, read, note in rows:
-        print("%-28s %8.2f %9.1f %8.1f %11.1f %12.2f  %s" % (
-            label, wall, n / wall, msg_bytes / MB / wall, added / MB, read / MB, note))
+    print("%-28s %8s %7s %9s %8s %9s %10s  %s" % (
+        "run", "wall s", "CPU s", "users/s", "MB/s", "MB added", "MB read", "what was read"))
+    for label, wall, cpu, n, added, read, note in rows:
+        print("%-28s %8.2f %7.2f %9.1f %8.1f %9.1f %10.2f  %s" % (
+            label, wall, cpu, n / wall, msg_bytes / MB / wall, added / MB, read / MB, note))
     by = {r[0]: r[1] for r in rows}
     print()
-    print("MB/s is message MB of the spool over wall time; MB read is rchar (agent runs: the agent's).")
+    print("MB/s is message MB of the spool over wall time; MB read is rchar (agent runs: the agent's);")
+    print("CPU s is user + system time (agent runs: client + agent).")
     print("ratios (restic wall / mailvault wall, > 1 means mailvault is faster):")
     for mode, rmode in (("first", "restic, first"), ("no change", "restic, no change")):
         for src in ("local", "agent"):

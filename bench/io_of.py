@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run a command; write its wall time and what it read to OUT as JSON.
+"""Run a command; write its wall time, CPU time and what it read to OUT as JSON.
 
   io_of.py OUT CMD...
 
@@ -10,6 +10,7 @@ page cache hits included; read_bytes: bytes fetched from the block device).
 The command's stdout passes through untouched.
 """
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,10 +28,12 @@ def main():
     out, cmd = sys.argv[1], sys.argv[2:]
     before = io()
     t0 = time.monotonic()
-    rc = subprocess.call(cmd)
+    child = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = rc = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - t0
     after = io()
-    json.dump({"wall": wall, "rc": rc,
+    json.dump({"wall": wall, "rc": rc, "cpu": usage.ru_utime + usage.ru_stime,
                "rchar": after["rchar"] - before["rchar"],
                "read_bytes": after["read_bytes"] - before["read_bytes"]}, open(out, "w"))
     sys.exit(rc)
