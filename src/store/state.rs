@@ -304,6 +304,17 @@ pub fn folder_file_state(conn: &Connection, uniqueid: &str, name: &str) -> Sql<O
     .optional()
 }
 
+/// Every stored meta file of a folder, by name: one query where
+/// [`folder_file_state`] per file would be one each.
+pub fn folder_files(conn: &Connection, uniqueid: &str) -> Sql<Vec<(String, FileStat)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT fm.size, fm.mtime, fm.inode, fm.sha1, fm.offset, fm.name FROM fmeta fm
+         JOIN folders f ON f.folderid = fm.folderid WHERE f.uniqueid = ?1",
+    )?;
+    let rows = st.query_map([uniqueid], |r| Ok((r.get::<_, String>(5)?, stat_row(r)?)))?;
+    rows.collect()
+}
+
 /// Every `imap` row, names decoded, in offset order.
 pub fn folders(conn: &Connection) -> Sql<Vec<FolderRow>> {
     let mut st = conn.prepare_cached(

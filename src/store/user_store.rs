@@ -294,6 +294,11 @@ impl UserStore {
         state::folder_file_state(&self.conn, uniqueid, name).at(&self.state_path)
     }
 
+    /// Every stored meta file of the folder, by name.
+    pub fn folder_files(&self, uniqueid: &str) -> Result<Vec<(String, FileStat)>> {
+        state::folder_files(&self.conn, uniqueid).at(&self.state_path)
+    }
+
     pub fn live_folders(&self) -> Result<Vec<(String, String)>> {
         state::live_folders(&self.conn).at(&self.state_path)
     }
