@@ -12,7 +12,8 @@
 #   and populated once (USERS users, 1+FOLDERS folders of MSGS messages each;
 #   LAB_JOBS users in parallel). Stop it afterwards with scripts/lab/stop.sh.
 # env: USERS=200 FOLDERS=4 MSGS=20 PORT_BASE=27000 LAB_JOBS=16
-#      JOBS=1 (mailvault backup --jobs), BENCH_KEEP=1 keeps the work directory,
+#      JOBS=2 (mailvault backup --jobs), GZIP_LEVEL=6 (store.gzip_level),
+#      BENCH_KEEP=1 keeps the work directory,
 #      MAILVAULT_BIN overrides the binary (default: a fresh target/release build).
 #
 # Every tool reads a warm page cache (the spool is read once before timing),
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 lab=${1:-/tmp/perflab/cyrus}
 users_wanted=${USERS:-200} folders=${FOLDERS:-4} msgs=${MSGS:-20}
-port_base=${PORT_BASE:-27000} lab_jobs=${LAB_JOBS:-16} jobs=${JOBS:-1}
+port_base=${PORT_BASE:-27000} lab_jobs=${LAB_JOBS:-16} jobs=${JOBS:-2} gzip_level=${GZIP_LEVEL:-6}
 say() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 command -v restic >/dev/null || { say "installing restic"; apt-get install -y restic >/dev/null; }
 
@@ -67,22 +68,35 @@ msg_bytes=$(find "$spool" -type f -name '*.' -regex '.*/[0-9]+\.$' -printf '%s\n
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- mailvault, local spool ----------------------------------------------
-mv_backup() { # NAME STORE_ROOT SOURCE_ARGS...
-  local name=$1 store=$2
-  shift 2
-  io_of "$work/$name.io" "$bin" backup --all --json --jobs "$jobs" --servername "$SERVERNAME" \
-    --store-root "$store" "$@" >"$work/$name.json"
+mv_config() { # FILE STORE_ROOT SOURCE_LINE
+  cat >"$1" <<TOML
+[store]
+root = "$2"
+compression = "gzip"
+gzip_level = $gzip_level
+[state]
+database = "$2/.state.sqlite3"
+[[servers]]
+slot = "$SERVERNAME"
+raidset = "bench"
+$3
+TOML
 }
+mv_backup() { # NAME CONFIG
+  io_of "$work/$1.io" "$bin" backup --config "$2" --all --json --jobs "$jobs" >"$work/$1.json"
+}
+mv_config "$work/local.toml" "$work/store-local" "local_spool = \"$IMAPD_CONF\""
 say "mailvault local: first backup"
-mv_backup local-full "$work/store-local" --spool-conf "$IMAPD_CONF"
+mv_backup local-full "$work/local.toml"
 say "mailvault local: no-change rerun"
-mv_backup local-nochange "$work/store-local" --spool-conf "$IMAPD_CONF"
+mv_backup local-nochange "$work/local.toml"
 
 # ---- mailvault via the agent ---------------------------------------------
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 RUST_LOG=mailvault=info setpriv --reuid=cyrus --regid=mail --init-groups "$bin" agent \
   --imapd-conf "$IMAPD_CONF" --listen "127.0.0.1:$port" 2>"$work/agent.log" &
 agent=$!
+mv_config "$work/agent.toml" "$work/store-agent" "address = \"127.0.0.1:$port\""
 for _ in $(seq 100); do
   python3 -c "import socket; socket.create_connection(('127.0.0.1',$port))" 2>/dev/null && break
   sleep 0.1
@@ -92,22 +106,23 @@ agent_io() { # rchar, read_bytes, CPU clock ticks (user + system)
   sed 's/.*) //' "/proc/$agent/stat" | awk '{print $12 + $13}'
 }
 agent_run() { # NAME
-  local r0 b0 c0 r1 b1 c1
+  local r0 b0 c0 r1 b1 c1 seen
+  seen=$(grep -c "connection ended" "$work/agent.log" || true)
   read -r r0 b0 c0 < <(agent_io)
-  mv_backup "$1" "$work/store-agent" --server "127.0.0.1:$port"
+  mv_backup "$1" "$work/agent.toml"
   sleep 0.2 # the agent logs its counters when it sees the connection end
   read -r r1 b1 c1 < <(agent_io)
-  python3 - "$work/$1.io" "$((r1 - r0))" "$((b1 - b0))" "$((c1 - c0))" "$(getconf CLK_TCK)" "$work/agent.log" <<'PY'
+  python3 - "$work/$1.io" "$((r1 - r0))" "$((b1 - b0))" "$((c1 - c0))" "$(getconf CLK_TCK)" "$work/agent.log" "$seen" <<'PY'
 import json, re, sys
-path, rchar, read_bytes, ticks, hz, log = sys.argv[1:]
+path, rchar, read_bytes, ticks, hz, log, seen = sys.argv[1:]
 d = json.load(open(path))
 d["cyrus_rchar"], d["cyrus_read_bytes"] = int(rchar), int(read_bytes)
 d["agent_cpu"] = int(ticks) / int(hz)
-ended = [l for l in open(log) if "connection ended" in l]
-if ended:
-    for k in ("files_opened", "message_files_opened", "bytes_read"):
-        m = re.search(k + r"=(\d+)", re.sub(r"\x1b\[[0-9;]*m", "", ended[-1]))
-        d["agent_" + k] = int(m.group(1)) if m else None
+# Every connection of this run (one per --jobs thread) logged its counters.
+ended = [re.sub(r"\x1b\[[0-9;]*m", "", l) for l in open(log) if "connection ended" in l]
+ended = ended[int(seen):]
+for k in ("files_opened", "message_files_opened", "bytes_read"):
+    d["agent_" + k] = sum(int(m.group(1)) for l in ended for m in [re.search(k + r"=(\d+)", l)] if m)
 json.dump(d, open(path, "w"))
 PY
 }
@@ -131,4 +146,4 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 du_b() { du -sb "$1" | cut -f1; }
 python3 bench/backup_table.py "$work" "$spool_files" "$spool_bytes" "$msg_bytes" \
   "$(du_b "$work/store-local")" "$(du_b "$work/store-agent")" "$(du_b "$work/restic")" \
-  "$load_before" "$load_after" "$jobs" "$(nproc)"
+  "$load_before" "$load_after" "$jobs" "$(nproc)" "$gzip_level"

@@ -2,7 +2,7 @@
 """The table of bench/backup.sh, from the JSON files its runs left in WORK.
 
   backup_table.py WORK SPOOL_FILES SPOOL_BYTES MSG_BYTES STORE_LOCAL STORE_AGENT
-                  RESTIC_REPO LOAD_BEFORE LOAD_AFTER JOBS NPROC
+                  RESTIC_REPO LOAD_BEFORE LOAD_AFTER JOBS NPROC GZIP_LEVEL
 """
 import json
 import sys
@@ -24,7 +24,7 @@ def restic_summary(work, name):
 
 def main():
     (work, spool_files, spool_bytes, msg_bytes, store_local, store_agent, repo,
-     load_before, load_after, jobs, nproc) = sys.argv[1:]
+     load_before, load_after, jobs, nproc, level) = sys.argv[1:]
     spool_files, spool_bytes, msg_bytes = int(spool_files), int(spool_bytes), int(msg_bytes)
     rows = []
     users = None
@@ -52,8 +52,8 @@ def main():
     print()
     print("spool: %d users, %d files, %.1f MB (%.1f MB of message files)" % (
         users, spool_files, spool_bytes / MB, msg_bytes / MB))
-    print("machine: %s cores, load average %s before, %s after; mailvault --jobs %s" % (
-        nproc, load_before, load_after, jobs))
+    print("machine: %s cores, load average %s before, %s after; mailvault --jobs %s, gzip level %s" % (
+        nproc, load_before, load_after, jobs, level))
     print("stores: mailvault local %.1f MB, mailvault agent %.1f MB, restic repo %.1f MB" % (
         int(store_local) / MB, int(store_agent) / MB, int(repo) / MB))
     print()
