@@ -356,15 +356,64 @@ fn fmultistatus_opens_no_message_file() {
     );
     assert_eq!(
         after.stat_calls,
-        4 * folders.len() as u64,
-        "header, index, annotations, expunge"
+        2 + 4 * folders.len() as u64,
+        "the two databases; header, index, annotations, expunge of each folder"
     );
+    // Asked again, the unchanged databases are not read again: a stat each.
+    assert_eq!(spool.folders("user1").unwrap(), folders);
+    let again = counters.snapshot();
+    assert_eq!(
+        again.files_opened, 2,
+        "mailboxes.db and annotations.db kept"
+    );
+    assert_eq!(again.bytes_read, after.bytes_read);
+    assert_eq!(again.stat_calls, 2 * after.stat_calls);
     let mut sink = Collect::default();
     spool
         .fetch_messages("user1", "INBOX", &[1], &mut sink)
         .unwrap();
     assert_eq!(counters.snapshot().message_files_opened, 1);
     assert_eq!(sink.files.len(), 1);
+}
+
+#[test]
+fn a_folder_cyrus_creates_is_seen_by_a_spool_that_kept_mailboxes_db() {
+    let Some(lab) = Lab::find(
+        "MAILVAULT_LAB",
+        "a_folder_cyrus_creates_is_seen_by_a_spool_that_kept_mailboxes_db",
+    ) else {
+        return;
+    };
+    let _guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // Not deleted afterwards: Cyrus would keep a tombstone that the other
+    // tests' comparison with `ctl_mboxlist -d` would trip over.
+    let probe = format!(
+        "INBOX/probe-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let names = |spool: &mut Spool| -> Vec<String> {
+        spool
+            .folders("user4")
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect()
+    };
+    let mut spool = Spool::open(&lab.conf()).unwrap();
+    assert!(!names(&mut spool).contains(&probe));
+    let status = Command::new("python3")
+        .arg(repo().join("scripts/lab/lab.py"))
+        .args(["change", "--env"])
+        .arg(lab.env_file())
+        .args(["user4", "create", &probe])
+        .status()
+        .unwrap();
+    assert!(status.success(), "lab.py change create");
+    let names = names(&mut spool);
+    assert!(names.contains(&probe), "{probe} in {names:?}");
 }
 
 #[test]

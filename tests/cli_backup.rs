@@ -145,3 +145,45 @@ fn a_hostile_user_name_fails_that_user_only() {
     assert_eq!(summary["users"][1]["outcome"], "ok");
     assert!(!tmp.path().join("x").exists() && !tmp.path().join("stores/../x").exists());
 }
+
+#[test]
+fn jobs_back_up_users_in_parallel_with_the_same_result_in_the_same_order() {
+    let serial = tempfile::tempdir().unwrap();
+    let parallel = tempfile::tempdir().unwrap();
+    let args = |jobs: &'static str| {
+        [
+            "backup",
+            "--config",
+            "config/example.toml",
+            "--all",
+            "--json",
+            "--jobs",
+            jobs,
+        ]
+    };
+    let without_times = |summary: &serde_json::Value| -> Vec<serde_json::Value> {
+        let mut users = summary["users"].as_array().unwrap().clone();
+        for u in &mut users {
+            u.as_object_mut().unwrap().remove("duration");
+        }
+        users
+    };
+    let one = json(&mailvault(serial.path(), &args("1")));
+    let three = json(&mailvault(parallel.path(), &args("3")));
+    assert_eq!(three["totals"]["ok"], 3);
+    assert_eq!(without_times(&three), without_times(&one));
+
+    let rerun = json(&mailvault(parallel.path(), &args("3")));
+    assert_eq!(rerun["totals"]["ok"], 3);
+    assert_eq!(rerun["totals"]["messages_fetched"], 0);
+    // Every outcome reached the state database, written by the main thread.
+    let state = rusqlite::Connection::open(parallel.path().join("state.sqlite3")).unwrap();
+    let recorded: i64 = state
+        .query_row(
+            "SELECT count(*) FROM users WHERE last_attempt IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recorded, 3);
+}

@@ -367,3 +367,50 @@ fn a_read_only_open_never_writes_and_refuses_to_append() {
         before
     );
 }
+
+#[test]
+fn a_transaction_that_stores_nothing_writes_nothing_and_records_no_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = UserStore::open(dir.path(), opts(true)).unwrap();
+    run(&mut store, 1, 1_800_000_000);
+    let runs = |dir: &Path| -> i64 {
+        Connection::open(dir.join("backupstate.sqlite3"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM mv_runs", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(runs(dir.path()), 1);
+    let state = std::fs::read(dir.path().join("backupstate.sqlite3")).unwrap();
+    let data = std::fs::read(store.data_path()).unwrap();
+    let status = store.status().unwrap();
+
+    // A no-change run: the guids it looks up are all there already.
+    let known = Guid::of(&msg(1));
+    let tx = store.begin(1_800_000_100).unwrap();
+    assert!(tx.has_message(&known).unwrap());
+    let summary = tx.commit().unwrap();
+    assert_eq!((summary.bytes_added, summary.messages_added), (0, 0));
+    assert_eq!(summary.size, data.len() as u64);
+
+    assert_eq!(
+        runs(dir.path()),
+        1,
+        "no run row for a run that stored nothing"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("backupstate.sqlite3")).unwrap(),
+        state
+    );
+    assert_eq!(std::fs::read(store.data_path()).unwrap(), data);
+    assert_eq!(store.status().unwrap(), status);
+
+    // A link alone (a rename) stores something: it commits and is recorded.
+    let mut tx = store.begin(1_800_000_200).unwrap();
+    tx.link("INBOX/renamed", "u-slash").unwrap();
+    tx.commit().unwrap();
+    assert_eq!(runs(dir.path()), 2);
+    assert_eq!(
+        store.folder_for_name("INBOX/renamed").unwrap().as_deref(),
+        Some("u-slash")
+    );
+}

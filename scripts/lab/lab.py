@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fill a lab Cyrus with users and mail, and dump what Cyrus shows over IMAP.
 
-  lab.py populate --env LAB/lab.env --users N [--folders F] [--msgs M] [--seed S]
+  lab.py populate --env LAB/lab.env --users N [--folders F] [--msgs M] [--seed S] [--jobs J]
   lab.py dump --env LAB/lab.env USER...        (JSON on stdout: Cyrus's view, the tests' oracle)
   lab.py deliver --env LAB/lab.env USER        (one more message over LMTP)
   lab.py change --env LAB/lab.env USER ACTION ARGS...
@@ -133,14 +133,33 @@ def deliver(e, user, text):
     lmtp.quit()
 
 
+def populate_one(e, user, nfolders, msgs, rng):
+    populate_user(e, user, nfolders, msgs, rng)
+    deliver(e, user, "From: list@example.org\r\nSubject: lab list mail\r\n\r\nhello %s\r\n" % user)
+
+
+def populate_worker(job):
+    """One user of a parallel populate, with a generator of its own (seed and
+    name) so the content does not depend on which worker got the user."""
+    e, user, nfolders, msgs, seed = job
+    populate_one(e, user, nfolders, msgs, random.Random("%s:%s" % (seed, user)))
+    return user
+
+
 def cmd_populate(a):
     e = env(a.env)
-    rng = random.Random(a.seed)
     users = ["%s%d" % (a.prefix, i) for i in range(1, a.users + 1)]
     create_users(e, users)
-    for u in users:
-        populate_user(e, u, a.folders, a.msgs, rng)
-        deliver(e, u, "From: list@example.org\r\nSubject: lab list mail\r\n\r\nhello %s\r\n" % u)
+    if a.jobs > 1:
+        import multiprocessing
+        jobs = [(e, u, a.folders, a.msgs, a.seed) for u in users]
+        with multiprocessing.Pool(a.jobs) as pool:
+            for _ in pool.imap_unordered(populate_worker, jobs):
+                pass
+    else:
+        rng = random.Random(a.seed)
+        for u in users:
+            populate_one(e, u, a.folders, a.msgs, rng)
     print("populated %d users, %d folders, %d messages per folder" % (a.users, a.folders, a.msgs))
 
 
@@ -231,6 +250,8 @@ def main():
     p.add_argument("--msgs", type=int, default=8)
     p.add_argument("--seed", default="mailvault")
     p.add_argument("--prefix", default="user", help="user names are PREFIX1..PREFIXN")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="users populated in parallel (each user then seeds its own generator)")
     p.set_defaults(fn=cmd_populate)
     d = sub.add_parser("dump")
     d.add_argument("--env", required=True)

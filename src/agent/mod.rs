@@ -2,6 +2,7 @@
 //! agent` (any Cyrus from 2.3 to 3.12) and for the in-process local source.
 
 pub mod client_names;
+pub mod db_cache;
 pub mod imapd_conf;
 pub mod index_lock;
 pub mod mailbox_annotations;

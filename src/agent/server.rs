@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::imapd_conf::ImapdConf;
 use super::spool::Spool;
+use super::spool_io::SpoolCounters;
 use crate::protocol::listen::{bind, AllowedNet, ListenOptions, ServerHandle};
 use crate::protocol::server::ServerOptions;
 use crate::source::{
@@ -75,7 +76,9 @@ impl Agent {
         let factory = {
             let live = Arc::clone(&live);
             move || -> Result<Box<dyn Source + Send>, SourceError> {
-                Ok(Box::new(Live::new(Spool::new(conf.clone()), &live)))
+                let spool = Spool::new(conf.clone());
+                let counters = spool.counters();
+                Ok(Box::new(Live::new(spool, &live, counters)))
             }
         };
         let mut server = ServerOptions::new(servername);
@@ -115,24 +118,36 @@ impl Agent {
     }
 }
 
-/// A source that counts itself live until dropped (the connection ended).
+/// A source that counts itself live until dropped (the connection ended),
+/// and then logs what the connection read of the spool, so an operator (and
+/// bench/backup.sh) can see that a no-change run opened no message file.
 struct Live<S> {
     inner: S,
     live: Arc<AtomicUsize>,
+    counters: Arc<SpoolCounters>,
 }
 
 impl<S> Live<S> {
-    fn new(inner: S, live: &Arc<AtomicUsize>) -> Live<S> {
+    fn new(inner: S, live: &Arc<AtomicUsize>, counters: Arc<SpoolCounters>) -> Live<S> {
         live.fetch_add(1, Ordering::SeqCst);
         Live {
             inner,
             live: Arc::clone(live),
+            counters,
         }
     }
 }
 
 impl<S> Drop for Live<S> {
     fn drop(&mut self) {
+        let c = self.counters.snapshot();
+        tracing::info!(
+            files_opened = c.files_opened,
+            message_files_opened = c.message_files_opened,
+            bytes_read = c.bytes_read,
+            stat_calls = c.stat_calls,
+            "connection ended"
+        );
         self.live.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::client_names::{check_file, check_folder, check_user, BadName};
+use super::db_cache::{DbCache, FileVersion};
 use super::imapd_conf::{ConfError, ImapdConf};
 use super::index_lock::SharedIndexLock;
 use super::mailbox_annotations::{mailbox_annotations, synthetic_inode, to_json};
@@ -73,6 +74,8 @@ pub struct Spool {
     layout: SpoolLayout,
     names: NameConfig,
     fs: CountedFs,
+    /// `mailboxes.db` and `annotations.db`, parsed, while unchanged.
+    dbs: DbCache<CyrusDb>,
     lock_patience: Duration,
 }
 
@@ -93,9 +96,9 @@ impl Folder {
     }
 }
 
-/// mailboxes.db, read once per command.
+/// mailboxes.db as one command sees it.
 struct Mailboxes {
-    db: CyrusDb,
+    db: Arc<CyrusDb>,
     form: KeyForm,
 }
 
@@ -133,6 +136,7 @@ impl Spool {
             layout: SpoolLayout::new(conf),
             names,
             fs: CountedFs::default(),
+            dbs: DbCache::default(),
             lock_patience: DEFAULT_LOCK_PATIENCE,
         }
     }
@@ -154,22 +158,35 @@ impl Spool {
     }
 
     /// A cyrus database copied into memory under a shared lock, so a commit
-    /// in progress is never seen half-written. `None` when it does not exist.
-    fn read_db(&self, path: &Path) -> Result<Option<CyrusDb>, SourceError> {
+    /// in progress is never seen half-written; the copy serves later
+    /// commands while the file is unchanged ([`super::db_cache`]). `None`
+    /// when it does not exist.
+    fn read_db(&self, path: &Path) -> Result<Option<Arc<CyrusDb>>, SourceError> {
+        let cannot = |what: &str, e: std::io::Error| {
+            refused(format!("cannot {what} {}: {e}", path.display()))
+        };
+        let Some(now) = self.fs.metadata(path).map_err(|e| cannot("stat", e))? else {
+            self.dbs.forget(path);
+            return Ok(None);
+        };
+        if let Some(db) = self.dbs.get(path, &FileVersion::of(&now)) {
+            return Ok(Some(db));
+        }
         let lock = match SharedIndexLock::acquire(path, self.lock_patience) {
             Ok(lock) => lock,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(refused(format!("cannot lock {}: {e}", path.display()))),
+            Err(e) => return Err(cannot("lock", e)),
         };
         self.fs.opened_elsewhere();
+        let read = lock.file().metadata().map_err(|e| cannot("stat", e))?;
         let bytes = self
             .fs
             .read_all(lock.file())
-            .map_err(|e| refused(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| cannot("read", e))?;
         drop(lock);
-        CyrusDb::from_bytes(path.display().to_string(), bytes)
-            .map(Some)
-            .map_err(|e| refused(format!("cannot read the database: {e}")))
+        let db = CyrusDb::from_bytes(path.display().to_string(), bytes)
+            .map_err(|e| refused(format!("cannot read the database: {e}")))?;
+        Ok(Some(self.dbs.put(path, FileVersion::of(&read), db)))
     }
 
     fn mailboxes(&self) -> Result<Mailboxes, SourceError> {
@@ -303,7 +320,7 @@ impl Spool {
         })
     }
 
-    fn annotations_db(&self) -> Result<Option<CyrusDb>, SourceError> {
+    fn annotations_db(&self) -> Result<Option<Arc<CyrusDb>>, SourceError> {
         self.read_db(&self.layout.conf().annotations_db())
     }
 
@@ -632,8 +649,12 @@ impl Source for Spool {
         let annotations = self.annotations_db()?;
         let mut out = Vec::with_capacity(folders.len());
         for folder in &folders {
-            let body =
-                self.mailbox_annotations_body(annotations.as_ref(), mailboxes.form, folder, user)?;
+            let body = self.mailbox_annotations_body(
+                annotations.as_deref(),
+                mailboxes.form,
+                folder,
+                user,
+            )?;
             out.push(FolderStatus {
                 name: folder.external.clone(),
                 uniqueid: self.uniqueid(folder)?,
@@ -660,7 +681,7 @@ impl Source for Spool {
         })?;
         let annotations = self.annotations_db()?;
         let body =
-            self.mailbox_annotations_body(annotations.as_ref(), mailboxes.form, &found, user)?;
+            self.mailbox_annotations_body(annotations.as_deref(), mailboxes.form, &found, user)?;
         Ok((self.meta_stats(&found, &body)?, self.folder_id(&found)?))
     }
 
@@ -684,8 +705,12 @@ impl Source for Spool {
         let mut snapshot = self.meta_snapshot(&found, items.contains(&MetaFile::Expunge))?;
         if items.contains(&MetaFile::MailboxAnnotations) {
             let annotations = self.annotations_db()?;
-            let body =
-                self.mailbox_annotations_body(annotations.as_ref(), mailboxes.form, &found, user)?;
+            let body = self.mailbox_annotations_body(
+                annotations.as_deref(),
+                mailboxes.form,
+                &found,
+                user,
+            )?;
             if !body.is_empty() {
                 let stat = annotations_stat(&body);
                 snapshot.insert(MetaFile::MailboxAnnotations, (body, stat));

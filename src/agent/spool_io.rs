@@ -64,9 +64,14 @@ impl CountedFs {
 
     /// `stat()` of `path`; `None` when it does not exist.
     pub fn stat(&self, path: &Path) -> io::Result<Option<FileStat>> {
+        Ok(self.metadata(path)?.as_ref().map(file_stat))
+    }
+
+    /// `stat()` of `path` with everything it tells; `None` when it does not exist.
+    pub fn metadata(&self, path: &Path) -> io::Result<Option<Metadata>> {
         self.counters.stat_calls.fetch_add(1, Ordering::Relaxed);
         match std::fs::metadata(path) {
-            Ok(meta) => Ok(Some(file_stat(&meta))),
+            Ok(meta) => Ok(Some(meta)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }

@@ -532,9 +532,11 @@ struct Needs {
 
 fn stored_folder(tx: &AppendTx, folder: &FolderStatus) -> Result<StoredFolder, StoreError> {
     let store = tx.store();
+    let mut stored: HashMap<String, _> =
+        store.folder_files(&folder.uniqueid)?.into_iter().collect();
     let mut files = BTreeMap::new();
     for kind in MetaFile::WITH_EXPUNGE {
-        if let Some(stat) = store.folder_file_state(&folder.uniqueid, kind.name())? {
+        if let Some(stat) = stored.remove(kind.name()) {
             files.insert(kind, stat);
         }
     }

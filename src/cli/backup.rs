@@ -43,6 +43,11 @@ pub struct Args {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Users backed up at once, each thread with its own connection (or
+    /// spool reader): hides one user's waits (network, fsync) behind
+    /// another's work.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    jobs: u32,
     /// The users to back up.
     users: Vec<String>,
 }
@@ -203,12 +208,44 @@ fn backup_server(
     std::fs::create_dir_all(&settings.store_root)
         .with_context(|| format!("creating {}", settings.store_root.display()))?;
     let mut lines = Vec::new();
-    for user in &users {
-        let started = Instant::now();
-        let result = backup_one(&mut *source, settings, user, progress);
-        let line = record(state, server, user, result, started.elapsed())?;
-        lines.push(line);
+    if args.jobs <= 1 || users.len() <= 1 {
+        for user in &users {
+            let started = Instant::now();
+            let result = backup_one(&mut *source, settings, user, progress);
+            lines.push(record(state, server, user, result, started.elapsed())?);
+        }
+        return Ok(lines);
     }
+    let mut sources = vec![source];
+    for _ in 1..args.jobs.min(users.len() as u32) {
+        sources.push(open_source(server, settings)?);
+    }
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for mut source in sources {
+            let (done_tx, next, users) = (done_tx.clone(), &next, &users);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(user) = users.get(i) else { break };
+                let started = Instant::now();
+                let result = backup_one(&mut *source, settings, user, progress);
+                if done_tx.send((i, result, started.elapsed())).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(done_tx);
+        // The state database stays on this thread; outcomes are recorded
+        // as they come, the summary keeps the order of `users`.
+        let mut done = Vec::with_capacity(users.len());
+        for (i, result, took) in done_rx {
+            done.push((i, record(state, server, &users[i], result, took)?));
+        }
+        done.sort_by_key(|(i, _)| *i);
+        lines.extend(done.into_iter().map(|(_, line)| line));
+        Ok(())
+    })?;
     Ok(lines)
 }
 

@@ -202,6 +202,14 @@ impl KeyForm {
     /// 3.6+ keys contain the 0x1F separator (or 0x1D for domains), which
     /// no internal name can.
     pub fn detect(db: &CyrusDb) -> Result<KeyForm, MailboxesDbError> {
+        // 3.6+ files sort the `I<uniqueid>` records (one per mailbox) before
+        // the `N` ones: look at the first `N` records before walking them all.
+        for record in db.iter_prefix(b"N").take(8) {
+            let (key, _) = record?;
+            if key.iter().any(|&b| b == 0x1F || b == 0x1D) {
+                return Ok(KeyForm::DbNames);
+            }
+        }
         for record in db.iter() {
             let (key, _) = record?;
             if key.iter().any(|&b| b == 0x1F || b == 0x1D) {

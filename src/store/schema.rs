@@ -81,7 +81,9 @@ END;
 ";
 
 /// Our tables. `mv_members`: one row per gzip member. `mv_history`: every
-/// `cyrus.index` copy in the tar. `mv_runs`: one row per append transaction.
+/// `cyrus.index` copy in the tar. `mv_runs`: one row per committed append
+/// transaction that stored something (one that found nothing to store
+/// leaves no trace: see the commit protocol in `user_store`).
 pub const MV_DDL: &str = "
 CREATE TABLE IF NOT EXISTS mv_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS mv_members (
@@ -127,8 +129,31 @@ pub fn has_ours(conn: &Connection) -> rusqlite::Result<bool> {
     .map(|n| n > 0)
 }
 
+/// The tables [`ensure`] creates: the v5 `status` (its marker, as for
+/// [`has_v5`]) and every table of [`MV_DDL`].
+const ENSURED_TABLES: [&str; 5] = ["status", "mv_schema", "mv_members", "mv_history", "mv_runs"];
+
+/// Whether every table [`ensure`] creates exists and the version row is there.
+fn complete(conn: &Connection) -> rusqlite::Result<bool> {
+    let tables: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table'
+         AND name IN (?1, ?2, ?3, ?4, ?5)",
+        ENSURED_TABLES,
+        |r| r.get(0),
+    )?;
+    if tables != ENSURED_TABLES.len() as i64 {
+        return Ok(false);
+    }
+    conn.query_row("SELECT count(*) FROM mv_schema", [], |r| r.get::<_, i64>(0))
+        .map(|n| n > 0)
+}
+
 /// Creates whatever is missing: the v5 tables, then ours with the version row.
+/// A store that has them all (every open after the first) only reads.
 pub fn ensure(conn: &Connection) -> rusqlite::Result<()> {
+    if complete(conn)? {
+        return Ok(());
+    }
     if !has_v5(conn)? {
         conn.execute_batch(&format!("BEGIN; {V5_DDL} COMMIT;"))?;
     }

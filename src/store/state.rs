@@ -57,24 +57,21 @@ pub fn folderid(conn: &Connection, uniqueid: &str) -> Sql<i64> {
     if let Some(id) = find_folderid(conn, uniqueid)? {
         return Ok(id);
     }
-    conn.execute("INSERT INTO folders (uniqueid) VALUES (?1)", [uniqueid])?;
+    conn.prepare_cached("INSERT INTO folders (uniqueid) VALUES (?1)")?
+        .execute([uniqueid])?;
     Ok(conn.last_insert_rowid())
 }
 
 pub fn find_folderid(conn: &Connection, uniqueid: &str) -> Sql<Option<i64>> {
-    conn.query_row(
-        "SELECT folderid FROM folders WHERE uniqueid = ?1",
-        [uniqueid],
-        |r| r.get(0),
-    )
-    .optional()
+    conn.prepare_cached("SELECT folderid FROM folders WHERE uniqueid = ?1")?
+        .query_row([uniqueid], |r| r.get(0))
+        .optional()
 }
 
 pub fn fileid(conn: &Connection, guid: &str) -> Sql<Option<i64>> {
-    conn.query_row("SELECT fileid FROM files WHERE guid = ?1", [guid], |r| {
-        r.get(0)
-    })
-    .optional()
+    conn.prepare_cached("SELECT fileid FROM files WHERE guid = ?1")?
+        .query_row([guid], |r| r.get(0))
+        .optional()
 }
 
 /// Records one tar entry written (or read) at `offset`, as `addheader` does.
@@ -92,10 +89,10 @@ pub fn apply_entry(conn: &Connection, h: &EntryHeader, offset: u64) -> Sql<()> {
 /// The first copy wins: later duplicates are left for compaction.
 fn add_file(conn: &Connection, guid: &str, size: u64, offset: u64) -> Sql<()> {
     if fileid(conn, guid)?.is_none() {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO files (guid, size, refcount, offset) VALUES (?1, ?2, 0, ?3)",
-            params![guid, i(size), i(offset)],
-        )?;
+        )?
+        .execute(params![guid, i(size), i(offset)])?;
     }
     Ok(())
 }
@@ -117,26 +114,24 @@ fn add_fmeta(
         .optional()?;
     let stale = old.map_or(0, |(s, z)| s + z);
     if h.size == 0 {
-        conn.execute(
-            "DELETE FROM fmeta WHERE folderid = ?1 AND name = ?2",
-            params![fid, name],
-        )?;
+        conn.prepare_cached("DELETE FROM fmeta WHERE folderid = ?1 AND name = ?2")?
+            .execute(params![fid, name])?;
         return Ok(());
     }
-    conn.execute(
+    conn.prepare_cached(
         "REPLACE INTO fmeta (folderid, name, sha1, size, mtime, inode, stale, offset)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            fid,
-            name,
-            h.linkname,
-            i(h.size),
-            i(h.mtime),
-            i(h.devminor),
-            stale,
-            i(offset)
-        ],
-    )?;
+    )?
+    .execute(params![
+        fid,
+        name,
+        h.linkname,
+        i(h.size),
+        i(h.mtime),
+        i(h.devminor),
+        stale,
+        i(offset)
+    ])?;
     Ok(())
 }
 
@@ -150,26 +145,24 @@ fn add_meta(conn: &Connection, kind: &str, name: &str, h: &EntryHeader, offset: 
         .optional()?;
     let stale = old.map_or(0, |(s, z)| s + z);
     if h.size == 0 {
-        conn.execute(
-            "DELETE FROM meta WHERE type = ?1 AND name = ?2",
-            params![kind, name],
-        )?;
+        conn.prepare_cached("DELETE FROM meta WHERE type = ?1 AND name = ?2")?
+            .execute(params![kind, name])?;
         return Ok(());
     }
-    conn.execute(
+    conn.prepare_cached(
         "REPLACE INTO meta (type, name, sha1, size, mtime, inode, stale, offset)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            kind,
-            name,
-            h.linkname,
-            i(h.size),
-            i(h.mtime),
-            i(h.devminor),
-            stale,
-            i(offset)
-        ],
-    )?;
+    )?
+    .execute(params![
+        kind,
+        name,
+        h.linkname,
+        i(h.size),
+        i(h.mtime),
+        i(h.devminor),
+        stale,
+        i(offset)
+    ])?;
     Ok(())
 }
 
@@ -186,17 +179,15 @@ fn add_imap(conn: &Connection, tar_name: &str, h: &EntryHeader, offset: u64) -> 
         )
         .optional()?;
     if latest_deleted == Some(0) {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE imap SET deleted = ?1, offset = ?2 WHERE name = ?3 AND deleted = 0",
-            params![i(h.mtime), i(offset), tar_name],
-        )?;
+        )?
+        .execute(params![i(h.mtime), i(offset), tar_name])?;
     }
     let fid = folderid(conn, link_target(&h.linkname).unwrap_or(""))?;
     if fid != 0 {
-        conn.execute(
-            "REPLACE INTO imap VALUES (?1, ?2, 0, ?3)",
-            params![tar_name, fid, i(offset)],
-        )?;
+        conn.prepare_cached("REPLACE INTO imap VALUES (?1, ?2, 0, ?3)")?
+            .execute(params![tar_name, fid, i(offset)])?;
     }
     Ok(())
 }
@@ -227,26 +218,24 @@ pub fn set_indexed(
     let existing = indexed_rows(conn, fid)?;
     let (todel, toadd) = merge(&existing, records);
     for uid in todel {
-        conn.execute(
-            "DELETE FROM indexed WHERE folderid = ?1 AND uid = ?2",
-            params![fid, uid],
-        )?;
+        conn.prepare_cached("DELETE FROM indexed WHERE folderid = ?1 AND uid = ?2")?
+            .execute(params![fid, uid])?;
     }
     for (uid, guid) in toadd {
         let Some(file) = fileid(conn, &guid.to_hex())? else {
             return Err(IndexedError::MissingFile { uid, guid });
         };
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO indexed (folderid, uid, fileid, deleted) VALUES (?1, ?2, ?3, 0)",
-            params![fid, uid, file],
-        )?;
+        )?
+        .execute(params![fid, uid, file])?;
     }
     Ok(())
 }
 
 fn indexed_rows(conn: &Connection, fid: i64) -> Sql<Vec<(u32, i64)>> {
-    let mut st =
-        conn.prepare("SELECT uid, deleted FROM indexed WHERE folderid = ?1 ORDER BY uid ASC")?;
+    let mut st = conn
+        .prepare_cached("SELECT uid, deleted FROM indexed WHERE folderid = ?1 ORDER BY uid ASC")?;
     let rows = st.query_map([fid], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?)))?;
     rows.collect()
 }
@@ -282,13 +271,10 @@ pub fn has_file(conn: &Connection, guid: &Guid) -> Sql<bool> {
 }
 
 pub fn file_offset(conn: &Connection, guid: &Guid) -> Sql<Option<u64>> {
-    conn.query_row(
-        "SELECT offset FROM files WHERE guid = ?1",
-        [guid.to_hex()],
-        |r| r.get::<_, i64>(0),
-    )
-    .optional()
-    .map(|o| o.map(u))
+    conn.prepare_cached("SELECT offset FROM files WHERE guid = ?1")?
+        .query_row([guid.to_hex()], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|o| o.map(u))
 }
 
 fn stat_row(r: &rusqlite::Row<'_>) -> Sql<FileStat> {
@@ -302,27 +288,36 @@ fn stat_row(r: &rusqlite::Row<'_>) -> Sql<FileStat> {
 }
 
 pub fn meta_state(conn: &Connection, name: &str) -> Sql<Option<FileStat>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT size, mtime, inode, sha1, offset FROM meta WHERE type = 'meta' AND name = ?1",
-        [name],
-        stat_row,
-    )
+    )?
+    .query_row([name], stat_row)
     .optional()
 }
 
 pub fn folder_file_state(conn: &Connection, uniqueid: &str, name: &str) -> Sql<Option<FileStat>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT fm.size, fm.mtime, fm.inode, fm.sha1, fm.offset FROM fmeta fm
          JOIN folders f ON f.folderid = fm.folderid WHERE f.uniqueid = ?1 AND fm.name = ?2",
-        params![uniqueid, name],
-        stat_row,
-    )
+    )?
+    .query_row(params![uniqueid, name], stat_row)
     .optional()
+}
+
+/// Every stored meta file of a folder, by name: one query where
+/// [`folder_file_state`] per file would be one each.
+pub fn folder_files(conn: &Connection, uniqueid: &str) -> Sql<Vec<(String, FileStat)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT fm.size, fm.mtime, fm.inode, fm.sha1, fm.offset, fm.name FROM fmeta fm
+         JOIN folders f ON f.folderid = fm.folderid WHERE f.uniqueid = ?1",
+    )?;
+    let rows = st.query_map([uniqueid], |r| Ok((r.get::<_, String>(5)?, stat_row(r)?)))?;
+    rows.collect()
 }
 
 /// Every `imap` row, names decoded, in offset order.
 pub fn folders(conn: &Connection) -> Sql<Vec<FolderRow>> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT i.name, f.uniqueid, i.deleted, i.offset FROM imap i
          JOIN folders f ON f.folderid = i.folderid ORDER BY i.offset, i.name",
     )?;
@@ -347,17 +342,16 @@ pub fn live_folders(conn: &Connection) -> Sql<Vec<(String, String)>> {
 }
 
 pub fn folder_for_name(conn: &Connection, name: &str) -> Sql<Option<String>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT f.uniqueid FROM imap i JOIN folders f ON f.folderid = i.folderid
          WHERE i.name = ?1 AND i.deleted = 0 AND i.folderid <> 0 ORDER BY i.offset DESC LIMIT 1",
-        [encode_folder_name(name)],
-        |r| r.get(0),
-    )
+    )?
+    .query_row([encode_folder_name(name)], |r| r.get(0))
     .optional()
 }
 
 pub fn indexed(conn: &Connection, uniqueid: &str) -> Sql<Vec<(u32, Guid)>> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT x.uid, fl.guid FROM indexed x JOIN folders f ON f.folderid = x.folderid
          JOIN files fl ON fl.fileid = x.fileid WHERE f.uniqueid = ?1 ORDER BY x.uid",
     )?;
@@ -376,23 +370,21 @@ pub fn indexed(conn: &Connection, uniqueid: &str) -> Sql<Vec<(u32, Guid)>> {
 
 /// (messages, bytes) of a folder's `indexed` rows.
 pub fn indexed_totals(conn: &Connection, uniqueid: &str) -> Sql<(u64, u64)> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT count(*), coalesce(sum(fl.size), 0) FROM indexed x
          JOIN folders f ON f.folderid = x.folderid
          JOIN files fl ON fl.fileid = x.fileid WHERE f.uniqueid = ?1",
-        [uniqueid],
-        |r| Ok((u(r.get(0)?), u(r.get(1)?))),
-    )
+    )?
+    .query_row([uniqueid], |r| Ok((u(r.get(0)?), u(r.get(1)?))))
 }
 
 /// The status row: (filename, size, mtime, offset).
 pub fn status(conn: &Connection) -> Sql<Option<(String, u64, u64, u64)>> {
-    conn.query_row(
-        "SELECT filename, size, mtime, offset FROM status",
-        [],
-        |r| Ok((r.get(0)?, u(r.get(1)?), u(r.get(2)?), u(r.get(3)?))),
-    )
-    .optional()
+    conn.prepare_cached("SELECT filename, size, mtime, offset FROM status")?
+        .query_row([], |r| {
+            Ok((r.get(0)?, u(r.get(1)?), u(r.get(2)?), u(r.get(3)?)))
+        })
+        .optional()
 }
 
 pub fn set_status(
@@ -402,24 +394,23 @@ pub fn set_status(
     mtime: u64,
     offset: u64,
 ) -> Sql<()> {
-    conn.execute("DELETE FROM status", [])?;
-    conn.execute(
+    conn.prepare_cached("DELETE FROM status")?.execute([])?;
+    conn.prepare_cached(
         "INSERT INTO status (filename, size, mtime, offset, version) VALUES (?1, ?2, ?3, ?4, 5)",
-        params![filename, i(size), i(mtime), i(offset)],
-    )?;
+    )?
+    .execute(params![filename, i(size), i(mtime), i(offset)])?;
     Ok(())
 }
 
 pub fn add_member(conn: &Connection, m: &MemberInfo) -> Sql<()> {
-    conn.execute(
-        "INSERT INTO mv_members (coffset, clength, uoffset, ulength, sha1) VALUES (?1, ?2, ?3, ?4, ?5)",
+    conn.prepare_cached("INSERT INTO mv_members (coffset, clength, uoffset, ulength, sha1) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
         params![i(m.compressed_offset), i(m.compressed_len), i(m.uncompressed_offset), i(m.uncompressed_len), m.sha1.to_hex()],
     )?;
     Ok(())
 }
 
 pub fn members(conn: &Connection) -> Sql<Vec<MemberInfo>> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT coffset, clength, uoffset, ulength, sha1 FROM mv_members ORDER BY coffset",
     )?;
     let rows = st.query_map([], |r| {
@@ -436,34 +427,34 @@ pub fn members(conn: &Connection) -> Sql<Vec<MemberInfo>> {
 
 /// The member holding uncompressed `offset`.
 pub fn member_for(conn: &Connection, offset: u64) -> Sql<Option<MemberInfo>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT coffset, clength, uoffset, ulength, sha1 FROM mv_members
          WHERE uoffset <= ?1 ORDER BY uoffset DESC LIMIT 1",
-        [i(offset)],
-        |r| {
-            Ok(MemberInfo {
-                compressed_offset: u(r.get(0)?),
-                compressed_len: u(r.get(1)?),
-                uncompressed_offset: u(r.get(2)?),
-                uncompressed_len: u(r.get(3)?),
-                sha1: r.get::<_, String>(4)?.parse().unwrap_or_default(),
-            })
-        },
-    )
+    )?
+    .query_row([i(offset)], |r| {
+        Ok(MemberInfo {
+            compressed_offset: u(r.get(0)?),
+            compressed_len: u(r.get(1)?),
+            uncompressed_offset: u(r.get(2)?),
+            uncompressed_len: u(r.get(3)?),
+            sha1: r.get::<_, String>(4)?.parse().unwrap_or_default(),
+        })
+    })
     .optional()
 }
 
 pub fn add_history(conn: &Connection, uniqueid: &str, offset: u64, mtime: u64) -> Sql<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT OR REPLACE INTO mv_history (uniqueid, offset, mtime) VALUES (?1, ?2, ?3)",
-        params![uniqueid, i(offset), i(mtime)],
-    )?;
+    )?
+    .execute(params![uniqueid, i(offset), i(mtime)])?;
     Ok(())
 }
 
 pub fn history(conn: &Connection, uniqueid: &str) -> Sql<Vec<HistoryEntry>> {
-    let mut st =
-        conn.prepare("SELECT offset, mtime FROM mv_history WHERE uniqueid = ?1 ORDER BY offset")?;
+    let mut st = conn.prepare_cached(
+        "SELECT offset, mtime FROM mv_history WHERE uniqueid = ?1 ORDER BY offset",
+    )?;
     let rows = st.query_map([uniqueid], |r| {
         Ok(HistoryEntry {
             offset: u(r.get(0)?),
@@ -481,8 +472,7 @@ pub fn add_run(
     bytes: u64,
     messages: u64,
 ) -> Sql<()> {
-    conn.execute(
-        "INSERT INTO mv_runs (started, ended, outcome, bytes_added, messages_added) VALUES (?1, ?2, ?3, ?4, ?5)",
+    conn.prepare_cached("INSERT INTO mv_runs (started, ended, outcome, bytes_added, messages_added) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
         params![i(started), i(ended), outcome, i(bytes), i(messages)],
     )?;
     Ok(())

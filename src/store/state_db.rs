@@ -101,6 +101,11 @@ impl SqliteStateDb {
         let conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
+        // Two small writes per user: with WAL, NORMAL syncs at checkpoints,
+        // not at each commit. A power cut may lose the last outcomes (the
+        // next run records them again); it cannot corrupt the database.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(open_err)?;
         let mut db = SqliteStateDb { conn };

@@ -12,6 +12,10 @@
 //! 3. Abort (or drop, or a crash): roll back sqlite and cut the data file
 //!    back to the committed `status.size`; the next writable open does the
 //!    same for a crash ([`recover`](super::recover)).
+//! 4. A transaction that appended nothing and changed no row (a no-change
+//!    run) commits as a rollback: no `fsync`, no write to the state file,
+//!    and no `mv_runs` row, so that checking an unchanged user costs reads
+//!    only. `mv_runs` therefore lists the transactions that stored something.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -258,6 +262,7 @@ impl UserStore {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .at(&self.state_path)?;
+        let changes_at_begin = self.conn.total_changes();
         Ok(AppendTx {
             store: self,
             sink: None,
@@ -268,6 +273,7 @@ impl UserStore {
             new_members: Vec::new(),
             bytes_added: 0,
             messages_added: 0,
+            changes_at_begin,
             poisoned: None,
             done: false,
         })
@@ -285,6 +291,11 @@ impl UserStore {
 
     pub fn folder_file_state(&self, uniqueid: &str, name: &str) -> Result<Option<FileStat>> {
         state::folder_file_state(&self.conn, uniqueid, name).at(&self.state_path)
+    }
+
+    /// Every stored meta file of the folder, by name.
+    pub fn folder_files(&self, uniqueid: &str) -> Result<Vec<(String, FileStat)>> {
+        state::folder_files(&self.conn, uniqueid).at(&self.state_path)
     }
 
     pub fn live_folders(&self) -> Result<Vec<(String, String)>> {
@@ -513,6 +524,8 @@ pub struct AppendTx<'a> {
     new_members: Vec<MemberInfo>,
     bytes_added: u64,
     messages_added: u64,
+    /// The connection's `total_changes` at `BEGIN`, to see that no row changed.
+    changes_at_begin: u64,
     poisoned: Option<String>,
     done: bool,
 }
@@ -740,6 +753,17 @@ impl AppendTx<'_> {
     /// Finishes the member, fsyncs the data file, then commits the state.
     pub fn commit(mut self) -> Result<CommitSummary> {
         self.check_poison()?;
+        if self.changed_nothing() {
+            self.done = true;
+            let sp = &self.store.state_path;
+            self.store.conn.execute_batch("ROLLBACK").at(sp)?;
+            return Ok(CommitSummary {
+                bytes_added: 0,
+                messages_added: 0,
+                size: self.committed_size,
+                offset: self.pos,
+            });
+        }
         let path = self.store.data_path();
         let file = self.close_sink(&path)?;
         let (size, mtime) = match &file {
@@ -780,6 +804,13 @@ impl AppendTx<'_> {
             size,
             offset: self.pos,
         })
+    }
+
+    /// Nothing appended to the data file and no row written.
+    fn changed_nothing(&self) -> bool {
+        self.sink.is_none()
+            && self.new_members.is_empty()
+            && self.store.conn.total_changes() == self.changes_at_begin
     }
 
     fn close_sink(&mut self, path: &Path) -> Result<Option<File>> {
