@@ -187,3 +187,46 @@ fn jobs_back_up_users_in_parallel_with_the_same_result_in_the_same_order() {
         .unwrap();
     assert_eq!(recorded, 3);
 }
+
+#[test]
+fn a_store_changed_or_lost_since_the_last_run_is_looked_at_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "backup",
+        "--config",
+        "config/example.toml",
+        "--json",
+        "user1",
+    ];
+    let first = json(&mailvault(tmp.path(), &args));
+    let fetched = first["totals"]["messages_fetched"].as_u64().unwrap();
+    assert!(fetched > 0);
+    // Unchanged server, untouched store: nothing to do (the store is not even opened).
+    assert_eq!(
+        json(&mailvault(tmp.path(), &args))["totals"]["messages_fetched"],
+        0
+    );
+    // The store is lost: the server did not change, but everything must come again.
+    std::fs::remove_dir_all(tmp.path().join("stores/user1")).unwrap();
+    let again = json(&mailvault(tmp.path(), &args));
+    assert_eq!(again["totals"]["messages_fetched"].as_u64(), Some(fetched));
+    // The state is rebuilt from the data file (a changed state file): the run opens the store and finds nothing missing.
+    let store = tmp.path().join("stores/user1");
+    let out = mailvault(
+        tmp.path(),
+        &[
+            "rebuild-state",
+            "--store",
+            store.to_str().unwrap(),
+            "--force",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = json(&mailvault(tmp.path(), &args));
+    assert_eq!(after["totals"]["messages_fetched"], 0);
+    assert_eq!(after["totals"]["ok"], 1);
+}

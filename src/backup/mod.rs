@@ -16,6 +16,7 @@
 //! `Partial`); a broken connection ends the user's run after committing what
 //! was verified; only store failures and a failed folder list fail the user.
 
+pub mod listing;
 pub mod plan;
 pub mod sinks;
 
@@ -29,6 +30,7 @@ use crate::formats::Guid;
 use crate::progress::Progress;
 use crate::source::{FolderStatus, MetaFile, Source, SourceError, UserFile};
 use crate::store::{AppendTx, FileMeta, StoreError, UserStore};
+pub use listing::Listing;
 use plan::{duplicate_names, plan_folder, user_file_changed, FolderPlan, StoredFolder};
 use sinks::{Collect, MessageProblem, MessageSink, Received};
 
@@ -119,6 +121,44 @@ pub fn backup_user(
     options: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<UserReport, BackupError> {
+    let listing = list_user(source, user)?;
+    backup_listed(source, store, user, &listing, options, progress)
+}
+
+/// META and FMULTISTATUS for `user`: the first step of every run, apart so
+/// a caller can decide from its fingerprint whether to open the store.
+pub fn list_user(source: &mut dyn Source, user: &str) -> Result<Listing, BackupError> {
+    Listing::fetch(source, user).map_err(|(during, source)| BackupError::Source {
+        user: user.to_owned(),
+        during,
+        source: Box::new(source),
+    })
+}
+
+/// The report of a user skipped because its listing has the fingerprint of
+/// its last complete backup: every folder seen, none changed.
+pub fn unchanged(user: &str, listing: &Listing, took: Duration) -> UserReport {
+    UserReport {
+        user: user.to_owned(),
+        outcome: Outcome::Ok,
+        folders_seen: listing.folders.len() as u64,
+        folders_changed: 0,
+        messages_fetched: 0,
+        bytes_fetched: 0,
+        folder_errors: Vec::new(),
+        duration: took,
+    }
+}
+
+/// Backs up `user` from a listing already fetched with [`list_user`].
+pub fn backup_listed(
+    source: &mut dyn Source,
+    store: &mut UserStore,
+    user: &str,
+    listing: &Listing,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<UserReport, BackupError> {
     let started = Instant::now();
     progress.user_started(user);
     let mut run = Run {
@@ -136,7 +176,7 @@ pub fn backup_user(
         },
         fetched: HashSet::new(),
     };
-    run.all(source, store, options)?;
+    run.all(source, store, listing, options)?;
     run.report.duration = started.elapsed();
     if !run.report.folder_errors.is_empty() {
         run.report.outcome = Outcome::Partial;
@@ -212,24 +252,17 @@ impl Run<'_> {
         &mut self,
         source: &mut dyn Source,
         store: &mut UserStore,
+        listing: &Listing,
         options: &BackupOptions,
     ) -> Result<(), BackupError> {
         let run_time = now();
-        let user_files = source
-            .user_files(self.user)
-            .map_err(self.source_err("META"))?;
-        let extra_files = source
-            .extra_user_files(self.user)
-            .map_err(self.source_err("META"))?;
-        let folders = source
-            .folders(self.user)
-            .map_err(self.source_err("FMULTISTATUS"))?;
+        let folders = &listing.folders;
         let mut tx = store.begin(run_time).map_err(self.store_err())?;
-        self.user_files(source, &mut tx, &user_files)?;
-        self.extra_user_files(source, &mut tx, &extra_files)?;
-        let duplicates = duplicate_names(&folders);
-        self.mark_vanished(&mut tx, &folders)?;
-        for folder in &folders {
+        self.user_files(source, &mut tx, &listing.user_files)?;
+        self.extra_user_files(source, &mut tx, &listing.extra_files)?;
+        let duplicates = duplicate_names(folders);
+        self.mark_vanished(&mut tx, folders)?;
+        for folder in folders {
             if duplicates.contains(&folder.name) {
                 self.folder_error(
                     &folder.name,

@@ -3,20 +3,22 @@
 //! terminal, a summary at the end (or `--json`), and the outcome of each
 //! user recorded in the state database.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::backup::{backup_user, BackupOptions, Outcome, UserReport};
+use crate::backup::{backup_listed, list_user, unchanged, BackupOptions, Outcome, UserReport};
 use crate::config::{Compression, RawConfig, RawServer, RawStore, Server, Settings};
 use crate::connect::open_source;
 use crate::progress::{NoProgress, Progress, TerminalProgress};
 use crate::source::Source;
 use crate::store::state_db::{self, SqliteStateDb, StateDb};
+use crate::store::user_store::STATE_FILE;
 use crate::store::{user_dir, LockMode, StoreOptions, UserStore};
 
 #[derive(Debug, clap::Args)]
@@ -204,6 +206,7 @@ fn backup_server(
     } else {
         args.users.clone()
     };
+    let known = state.fingerprints(&server.slot)?;
     progress.users_planned(users.len() as u64);
     std::fs::create_dir_all(&settings.store_root)
         .with_context(|| format!("creating {}", settings.store_root.display()))?;
@@ -211,7 +214,7 @@ fn backup_server(
     if args.jobs <= 1 || users.len() <= 1 {
         for user in &users {
             let started = Instant::now();
-            let result = backup_one(&mut *source, settings, user, progress);
+            let result = backup_one(&mut *source, settings, &known, user, progress);
             lines.push(record(state, server, user, result, started.elapsed())?);
         }
         return Ok(lines);
@@ -224,12 +227,12 @@ fn backup_server(
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for mut source in sources {
-            let (done_tx, next, users) = (done_tx.clone(), &next, &users);
+            let (done_tx, next, users, known) = (done_tx.clone(), &next, &users, &known);
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(user) = users.get(i) else { break };
                 let started = Instant::now();
-                let result = backup_one(&mut *source, settings, user, progress);
+                let result = backup_one(&mut *source, settings, known, user, progress);
                 if done_tx.send((i, result, started.elapsed())).is_err() {
                     break;
                 }
@@ -249,23 +252,68 @@ fn backup_server(
     Ok(lines)
 }
 
+/// What one user's run left: its report, its store's size, and the
+/// fingerprint to keep when the run was complete.
+struct Done {
+    report: UserReport,
+    bytes: u64,
+    fingerprint: String,
+}
+
+/// Previous fingerprints by user: `(fingerprint, store size)`.
+type Known = HashMap<String, (String, u64)>;
+
+/// Backs up one user, or skips the store altogether when the server's
+/// listing and the store file are exactly as the last complete run left them.
 fn backup_one(
     source: &mut dyn Source,
     settings: &Settings,
+    known: &Known,
     user: &str,
     progress: &dyn Progress,
-) -> anyhow::Result<(UserReport, u64)> {
+) -> anyhow::Result<Done> {
+    let started = Instant::now();
     let dir = user_dir(&settings.store_root, user)?;
+    let listing = list_user(source, user)?;
+    let seen = listing.fingerprint();
+    if let Some((previous, bytes)) = known.get(user) {
+        if store_stamp(&dir).is_some_and(|stamp| *previous == format!("{seen} {stamp}")) {
+            progress.user_started(user);
+            progress.user_finished(user);
+            let report = unchanged(user, &listing, started.elapsed());
+            let fingerprint = previous.clone();
+            return Ok(Done {
+                report,
+                bytes: *bytes,
+                fingerprint,
+            });
+        }
+    }
     let mut store = UserStore::open(&dir, store_options(settings))?;
-    let report = backup_user(
+    let report = backup_listed(
         source,
         &mut store,
         user,
+        &listing,
         &BackupOptions::default(),
         progress,
     )?;
-    let size = store.status()?.map_or(0, |(_, size, _, _)| size);
-    Ok((report, size))
+    let bytes = store.status()?.map_or(0, |(_, size, _, _)| size);
+    drop(store);
+    let stamp = store_stamp(&dir).unwrap_or_default();
+    Ok(Done {
+        report,
+        bytes,
+        fingerprint: format!("{seen} {stamp}"),
+    })
+}
+
+/// Size and modification time of the store's state file: any change to the
+/// store (a run, a compaction, a restore from a snapshot) changes it.
+fn store_stamp(dir: &Path) -> Option<String> {
+    let md = std::fs::metadata(dir.join(STATE_FILE)).ok()?;
+    let mtime = md.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+    Some(format!("{}:{}", md.len(), mtime.as_nanos()))
 }
 
 /// Records the outcome in the state database and makes the summary line.
@@ -273,12 +321,16 @@ fn record(
     state: &mut dyn StateDb,
     server: &Server,
     user: &str,
-    result: anyhow::Result<(UserReport, u64)>,
+    result: anyhow::Result<Done>,
     took: Duration,
 ) -> anyhow::Result<UserLine> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
-    let (line, outcome) = match result {
-        Ok((report, bytes)) => {
+    let (line, outcome, fingerprint) = match result {
+        Ok(Done {
+            report,
+            bytes,
+            fingerprint,
+        }) => {
             let errors: Vec<String> = report
                 .folder_errors
                 .iter()
@@ -291,7 +343,12 @@ fn record(
                     error: errors.join("; "),
                 },
             };
-            (line_of(server, &report, errors), outcome)
+            let complete = report.outcome == Outcome::Ok;
+            (
+                line_of(server, &report, errors),
+                outcome,
+                complete.then_some(fingerprint),
+            )
         }
         Err(e) => {
             let error = format!("{e:#}");
@@ -307,11 +364,12 @@ fn record(
                 duration: took.as_secs_f64(),
                 errors: vec![error.clone()],
             };
-            (line, state_db::Outcome::Failed { error })
+            (line, state_db::Outcome::Failed { error }, None)
         }
     };
     state.sync_user(&server.slot, &server.raidset, user)?;
     state.record(user, now, &outcome)?;
+    state.set_fingerprint(user, fingerprint.as_deref())?;
     Ok(line)
 }
 

@@ -5,12 +5,13 @@
 //! This is not a user's `backupstate.sqlite3` (that indexes one user's data
 //! file); it is one small database for the whole appliance.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped when the schema changes; older databases are migrated on open.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateDbError {
@@ -83,6 +84,16 @@ pub trait StateDb: Send {
     fn due_users(&mut self, slot: &str, before: i64) -> Result<Vec<String>, StateDbError>;
     fn record(&mut self, user: &str, at: i64, outcome: &Outcome) -> Result<(), StateDbError>;
     fn user(&mut self, user: &str) -> Result<Option<UserRecord>, StateDbError>;
+    /// For each user of `slot` whose last run was complete: the fingerprint
+    /// recorded with it (see [`crate::backup::Listing`]) and the store's size.
+    fn fingerprints(&mut self, slot: &str) -> Result<HashMap<String, (String, u64)>, StateDbError>;
+    /// Records the fingerprint of a complete run, or forgets it (`None`)
+    /// after any other outcome, so the next run looks at the store again.
+    fn set_fingerprint(
+        &mut self,
+        user: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<(), StateDbError>;
     /// The seed system's "backups per hour of age" table.
     fn age_histogram(&mut self, now: i64) -> Result<Vec<AgeBucket>, StateDbError>;
 }
@@ -125,7 +136,8 @@ impl SqliteStateDb {
                  last_attempt INTEGER,
                  last_error TEXT,
                  failures INTEGER NOT NULL DEFAULT 0,
-                 bytes INTEGER NOT NULL DEFAULT 0);
+                 bytes INTEGER NOT NULL DEFAULT 0,
+                 fingerprint TEXT);
              CREATE INDEX IF NOT EXISTS users_due ON users(slot, last_backed_up);",
         )?;
         let found: Option<i64> = self
@@ -138,6 +150,13 @@ impl SqliteStateDb {
                     .execute("INSERT INTO schema (version) VALUES (?1)", [SCHEMA_VERSION])?;
             }
             Some(v) if v > SCHEMA_VERSION => return Err(StateDbError::TooNew { found: v }),
+            Some(1) => {
+                // Version 2 added the fingerprint of the last complete backup.
+                self.conn.execute_batch(
+                    "ALTER TABLE users ADD COLUMN fingerprint TEXT;
+                     UPDATE schema SET version = 2;",
+                )?;
+            }
             Some(_) => {}
         }
         Ok(())
@@ -230,6 +249,31 @@ impl StateDb for SqliteStateDb {
             )
             .optional()?;
         Ok(row)
+    }
+
+    fn fingerprints(&mut self, slot: &str) -> Result<HashMap<String, (String, u64)>, StateDbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT user, fingerprint, bytes FROM users WHERE slot = ?1 AND fingerprint IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([slot], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn set_fingerprint(
+        &mut self,
+        user: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<(), StateDbError> {
+        self.conn.execute(
+            "UPDATE users SET fingerprint = ?2 WHERE user = ?1",
+            params![user, fingerprint],
+        )?;
+        Ok(())
     }
 
     fn age_histogram(&mut self, now: i64) -> Result<Vec<AgeBucket>, StateDbError> {
@@ -338,6 +382,39 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn fingerprints_are_kept_per_user_and_forgotten_on_request() {
+        let (_d, mut db) = db();
+        db.sync_users("a", "r1", &names(&["u1", "u2"])).unwrap();
+        db.record("u1", 10, &Outcome::Ok { bytes: 7 }).unwrap();
+        db.set_fingerprint("u1", Some("f1")).unwrap();
+        db.set_fingerprint("u2", Some("f2")).unwrap();
+        db.set_fingerprint("u2", None).unwrap();
+        let known = db.fingerprints("a").unwrap();
+        assert_eq!(known.len(), 1);
+        assert_eq!(known["u1"], ("f1".to_string(), 7));
+        assert!(db.fingerprints("b").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_version_1_database_gains_the_fingerprint_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE schema (version INTEGER NOT NULL); INSERT INTO schema VALUES (1);
+             CREATE TABLE users (user TEXT PRIMARY KEY, slot TEXT NOT NULL, raidset TEXT NOT NULL,
+               listed INTEGER NOT NULL DEFAULT 1, last_backed_up INTEGER, last_attempt INTEGER,
+               last_error TEXT, failures INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0);
+             INSERT INTO users (user, slot, raidset) VALUES ('u', 'a', 'r');",
+        )
+        .unwrap();
+        drop(old);
+        let mut db = SqliteStateDb::open(&path).unwrap();
+        db.set_fingerprint("u", Some("f")).unwrap();
+        assert_eq!(db.fingerprints("a").unwrap()["u"].0, "f");
     }
 
     #[test]
