@@ -105,56 +105,45 @@ fn add_fmeta(
     offset: u64,
 ) -> Sql<()> {
     let fid = folderid(conn, uniqueid)?;
-    let old: Option<(i64, i64)> = conn
-        .query_row(
-            "SELECT stale, size FROM fmeta WHERE folderid = ?1 AND name = ?2",
-            params![fid, name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let stale = old.map_or(0, |(s, z)| s + z);
-    if h.size == 0 {
-        conn.prepare_cached("DELETE FROM fmeta WHERE folderid = ?1 AND name = ?2")?
-            .execute(params![fid, name])?;
-        return Ok(());
-    }
-    conn.prepare_cached(
-        "REPLACE INTO fmeta (folderid, name, sha1, size, mtime, inode, stale, offset)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        fid,
-        name,
-        h.linkname,
-        i(h.size),
-        i(h.mtime),
-        i(h.devminor),
-        stale,
-        i(offset)
-    ])?;
-    Ok(())
+    keep_latest(conn, "fmeta", "folderid", &fid, name, h, offset)
 }
 
 fn add_meta(conn: &Connection, kind: &str, name: &str, h: &EntryHeader, offset: u64) -> Sql<()> {
+    keep_latest(conn, "meta", "type", &kind, name, h, offset)
+}
+
+/// `meta` and `fmeta` keep a file's latest copy alike (Perl's `addheader`):
+/// a new copy replaces the row and adds the old copy's size to `stale`; a
+/// size-0 delete marker removes the row.
+fn keep_latest(
+    conn: &Connection,
+    table: &str,
+    key_column: &str,
+    key: &dyn rusqlite::ToSql,
+    name: &str,
+    h: &EntryHeader,
+    offset: u64,
+) -> Sql<()> {
     let old: Option<(i64, i64)> = conn
-        .query_row(
-            "SELECT stale, size FROM meta WHERE type = ?1 AND name = ?2",
-            params![kind, name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached(&format!(
+            "SELECT stale, size FROM {table} WHERE {key_column} = ?1 AND name = ?2"
+        ))?
+        .query_row(params![key, name], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let stale = old.map_or(0, |(s, z)| s + z);
     if h.size == 0 {
-        conn.prepare_cached("DELETE FROM meta WHERE type = ?1 AND name = ?2")?
-            .execute(params![kind, name])?;
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE {key_column} = ?1 AND name = ?2"
+        ))?
+        .execute(params![key, name])?;
         return Ok(());
     }
-    conn.prepare_cached(
-        "REPLACE INTO meta (type, name, sha1, size, mtime, inode, stale, offset)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
+    let stale = old.map_or(0, |(s, z)| s + z);
+    conn.prepare_cached(&format!(
+        "REPLACE INTO {table} ({key_column}, name, sha1, size, mtime, inode, stale, offset)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))?
     .execute(params![
-        kind,
+        key,
         name,
         h.linkname,
         i(h.size),
