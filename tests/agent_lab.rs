@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -28,13 +28,13 @@ use mailvault::formats::Guid;
 use mailvault::protocol::client::{Client, ClientOptions};
 use mailvault::source::{FileHead, FileSink, ItemFailure, MetaFile, SinkError, Source};
 
+mod common;
+
+use common::{as_cyrus, lab_env, AgentProcess};
+
 /// The lab is shared: tests that deliver mail must not race the ones that
 /// compare counts, so every test here takes this lock.
 static LAB_LOCK: Mutex<()> = Mutex::new(());
-
-fn say(text: &str) {
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
-}
 
 struct Lab {
     dir: PathBuf,
@@ -44,21 +44,8 @@ struct Lab {
 impl Lab {
     /// The lab named by `var`, or `None` after saying why the test is skipped.
     fn find(var: &str, test: &str) -> Option<Lab> {
-        let Some(dir) = std::env::var_os(var) else {
-            if std::env::var("MAILVAULT_REQUIRE_LAB").as_deref() == Ok("1") {
-                panic!("MAILVAULT_REQUIRE_LAB=1 but {var} is unset ({test})");
-            }
-            say(&format!("SKIPPED ({var} unset): {test}\n"));
-            return None;
-        };
-        let dir = PathBuf::from(dir);
-        let text = std::fs::read_to_string(dir.join("lab.env"))
-            .unwrap_or_else(|e| panic!("{}/lab.env: {e}", dir.display()));
-        let env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let dir = common::lab_for(test, var)?;
+        let env = lab_env(&dir);
         Some(Lab { dir, env })
     }
 
@@ -119,43 +106,14 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn as_cyrus(program: &std::ffi::OsStr) -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=cyrus", "--regid=mail", "--init-groups"])
-        .arg(program);
-    cmd
+/// What these tests do with a running agent beyond [`AgentProcess`].
+trait AgentExt {
+    fn client(&self, slot: &str) -> Client;
+    fn raw(&self, request: &[u8]) -> Vec<u8>;
+    fn stop(self) -> std::process::ExitStatus;
 }
 
-/// The agent binary running as user cyrus on a free loopback port.
-struct AgentProcess {
-    child: Child,
-    addr: String,
-}
-
-impl AgentProcess {
-    fn start(conf: &Path, servername: &str) -> AgentProcess {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = as_cyrus(env!("CARGO_BIN_EXE_mailvault").as_ref())
-            .arg("agent")
-            .arg("--imapd-conf")
-            .arg(conf)
-            .args(["--listen", &addr, "--servername", servername])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the agent");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "the agent never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        AgentProcess { child, addr }
-    }
-
+impl AgentExt for AgentProcess {
     fn client(&self, slot: &str) -> Client {
         let mut options = ClientOptions::new(slot);
         options.retries = 0;
@@ -193,15 +151,6 @@ fn raw(addr: &str, request: &[u8]) -> Vec<u8> {
     let mut reply = Vec::new();
     let _ = stream.read_to_end(&mut reply);
     reply
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// Keeps every streamed body.

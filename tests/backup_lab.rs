@@ -11,11 +11,12 @@
 mod common;
 mod support;
 
+use common::AgentProcess;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use mailvault::agent::spool::Spool;
 use mailvault::backup::{backup_user, BackupOptions, Outcome};
@@ -31,13 +32,7 @@ struct Lab {
 impl Lab {
     fn find(var: &str) -> Option<Lab> {
         let dir = common::lab(var)?;
-        let text = std::fs::read_to_string(dir.join("lab.env"))
-            .unwrap_or_else(|e| panic!("{}/lab.env: {e}", dir.display()));
-        let env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env = common::lab_env(&dir);
         Some(Lab { dir, env })
     }
 
@@ -121,45 +116,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `mailvault agent` running as user cyrus on a free loopback port.
-struct Agent {
-    child: Child,
-    addr: String,
-}
-
-impl Agent {
-    fn start(lab: &Lab) -> Agent {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new("setpriv")
-            .args(["--reuid=cyrus", "--regid=mail", "--init-groups"])
-            .arg(env!("CARGO_BIN_EXE_mailvault"))
-            .arg("agent")
-            .arg("--imapd-conf")
-            .arg(lab.conf())
-            .args(["--listen", &addr, "--servername", lab.servername()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start mailvault agent as cyrus");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "the agent never listened");
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        Agent { child, addr }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A store root the agent-run and the local-source run can both write as root.
 fn temp_root(name: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -178,7 +134,7 @@ fn unique_prefix() -> String {
 
 struct Run<'a> {
     lab: &'a Lab,
-    agent: Agent,
+    agent: AgentProcess,
     root: PathBuf,
     users: Vec<String>,
     /// The IMAP view at the last comparison, to know which UIDs IMAP lost.
@@ -299,7 +255,7 @@ fn backups_through_the_agent_match_what_cyrus_shows_after_every_change() {
     let root = temp_root("mv-e2e-agent");
     let mut run = Run {
         lab: &lab,
-        agent: Agent::start(&lab),
+        agent: AgentProcess::start(&lab.conf(), lab.servername()),
         root: root.path().to_owned(),
         users: users.clone(),
         last_imap: BTreeMap::new(),
@@ -462,7 +418,7 @@ fn a_first_backup_of_the_legacy_lab_matches_what_cyrus_shows() {
     let root = temp_root("mv-e2e-legacy");
     let mut run = Run {
         lab: &lab,
-        agent: Agent::start(&lab),
+        agent: AgentProcess::start(&lab.conf(), lab.servername()),
         root: root.path().to_owned(),
         users: users.clone(),
         last_imap: BTreeMap::new(),

@@ -16,11 +16,11 @@
 
 mod common;
 
+use common::{as_cyrus, AgentProcess};
+
 use std::collections::HashMap;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use mailvault::formats::cyrus_header::{CyrusHeader, HeaderForm};
 use mailvault::formats::cyrus_index::{
@@ -101,13 +101,6 @@ impl Lab {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-fn as_cyrus(program: &std::ffi::OsStr) -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=cyrus", "--regid=mail", "--init-groups"])
-        .arg(program);
-    cmd
 }
 
 fn chown_tree(path: &Path) {
@@ -449,7 +442,7 @@ fn local(spool: &Spool23) {
 }
 
 fn over_tcp(spool: &Spool23) {
-    let agent = Agent::start(&spool.conf());
+    let agent = AgentProcess::start(&spool.conf(), SERVERNAME);
     back_up_and_rerun(spool, &["--server", &agent.addr]);
 }
 
@@ -475,43 +468,4 @@ fn a_2_3_spool_backs_up_through_the_agent_over_tcp() {
 fn a_2_3_spool_without_guids_backs_up_through_the_agent_over_tcp() {
     let Some(lab) = Lab::find() else { return };
     over_tcp(&Spool23::build(&lab, true));
-}
-
-/// `mailvault agent` as user cyrus on a free loopback port.
-struct Agent {
-    child: Child,
-    addr: String,
-}
-
-impl Agent {
-    fn start(conf: &Path) -> Agent {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = as_cyrus(env!("CARGO_BIN_EXE_mailvault").as_ref())
-            .arg("agent")
-            .arg("--imapd-conf")
-            .arg(conf)
-            .args(["--listen", &addr, "--servername", SERVERNAME])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the agent");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "the agent never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Agent { child, addr }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -72,3 +72,60 @@ pub fn lab_for(test: &str, var: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// `KEY=value` lines of a lab's `lab.env` (written by `scripts/lab/start.sh`).
+pub fn lab_env(dir: &std::path::Path) -> std::collections::HashMap<String, String> {
+    let path = dir.join("lab.env");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `program` run as user cyrus, as Cyrus's own tools and our agent must run.
+pub fn as_cyrus(program: &std::ffi::OsStr) -> std::process::Command {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=cyrus", "--regid=mail", "--init-groups"])
+        .arg(program);
+    cmd
+}
+
+/// The built `mailvault agent` running as user cyrus on a free loopback
+/// port; killed when dropped.
+pub struct AgentProcess {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl AgentProcess {
+    pub fn start(conf: &std::path::Path, servername: &str) -> AgentProcess {
+        use std::time::{Duration, Instant};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = as_cyrus(env!("CARGO_BIN_EXE_mailvault").as_ref())
+            .arg("agent")
+            .arg("--imapd-conf")
+            .arg(conf)
+            .args(["--listen", &addr, "--servername", servername])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the agent");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "the agent never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        AgentProcess { child, addr }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
