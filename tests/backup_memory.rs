@@ -479,3 +479,50 @@ fn a_deleted_folder_gets_a_deletion_marker() {
         "kept until compaction ages it out"
     );
 }
+
+#[test]
+fn a_flag_change_in_the_same_second_as_the_last_backup_is_not_missed() {
+    // A minute ahead, so that the runs below read the files no later than
+    // the second of their last change whatever the clock does meanwhile.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 60;
+    let in_this_second = |mut source: MemorySource| {
+        for f in &mut source.users[0].folders {
+            f.meta.get_mut(&MetaFile::Index).unwrap().mtime = now;
+        }
+        source
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let first = run(&mut in_this_second(alice()), &mut store);
+    assert_eq!(
+        first.unsettled, 2,
+        "both indexes were read in the second they changed"
+    );
+    // Cyrus rewrites a record in place: same size, same inode, same second.
+    let mut flagged = in_this_second(alice());
+    flagged.users[0].folders[1] = folder(
+        "INBOX.Work",
+        "u-work",
+        &[(1, message(1), 0x02, 0), (2, message(20), 0, 0)],
+    );
+    let flagged = in_this_second(flagged);
+    let mut source = Counting::new(flagged.clone());
+    run(&mut source, &mut store);
+    assert_eq!(
+        source.fmeta, 2,
+        "both folders are fetched again despite equal stats"
+    );
+    let latest = store
+        .index_history("u-work")
+        .unwrap()
+        .last()
+        .copied()
+        .unwrap();
+    let (_, bytes) = store.read_entry_at(latest.offset).unwrap();
+    let work_index = &flagged.users[0].folders[1].meta[&MetaFile::Index].bytes;
+    assert_eq!(&bytes, work_index, "the stored index is the flagged one");
+}

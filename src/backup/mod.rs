@@ -75,6 +75,9 @@ pub struct UserReport {
     pub folders_changed: u64,
     pub messages_fetched: u64,
     pub bytes_fetched: u64,
+    /// Files stored within a second of their last change: the next run
+    /// fetches them again (so it must not be skipped by fingerprint).
+    pub unsettled: u64,
     pub folder_errors: Vec<FolderError>,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
@@ -145,6 +148,7 @@ pub fn unchanged(user: &str, listing: &Listing, took: Duration) -> UserReport {
         folders_changed: 0,
         messages_fetched: 0,
         bytes_fetched: 0,
+        unsettled: 0,
         folder_errors: Vec::new(),
         duration: took,
     }
@@ -171,6 +175,7 @@ pub fn backup_listed(
             folders_changed: 0,
             messages_fetched: 0,
             bytes_fetched: 0,
+            unsettled: 0,
             folder_errors: Vec::new(),
             duration: Duration::ZERO,
         },
@@ -305,11 +310,12 @@ impl Run<'_> {
     ) -> Result<(), BackupError> {
         let mut changed = Vec::new();
         for (file, stat) in listed {
-            let stored = tx
-                .store()
-                .meta_state(file.name())
+            let store = tx.store();
+            let stored = store.meta_state(file.name()).map_err(self.store_err())?;
+            let recheck = store
+                .needs_recheck(&meta_key(file.name()))
                 .map_err(self.store_err())?;
-            if user_file_changed(stat, stored.as_ref()) {
+            if recheck || user_file_changed(stat, stored.as_ref()) {
                 changed.push(*file);
             }
         }
@@ -317,11 +323,16 @@ impl Run<'_> {
             return Ok(());
         }
         let mut got = Collect::default();
+        let read_at = now();
         source
             .fetch_user_files(self.user, &changed, &mut got)
             .map_err(self.source_err("META"))?;
         for (name, file) in &got.files {
             tx.add_meta(name, &file_meta(file), &file.sha1, &file.bytes[..])
+                .map_err(self.store_err())?;
+            let racy = unsettled(&file.stat, read_at);
+            self.report.unsettled += u64::from(racy);
+            tx.set_recheck(&meta_key(name), racy)
                 .map_err(self.store_err())?;
         }
         Ok(())
@@ -408,6 +419,7 @@ impl Run<'_> {
         } else {
             &MetaFile::ALL
         };
+        let read_at = now();
         let id = source
             .fetch_folder_meta(self.user, &folder.name, items, &mut meta)
             .map_err(|e| FolderFailure::from_source("FMETA", e))?;
@@ -426,6 +438,9 @@ impl Run<'_> {
         let rows = self.messages(source, tx, folder, &uniqueid, &records)?;
         tx.set_indexed(&uniqueid, &rows)?;
         self.meta_files(tx, &uniqueid, &meta, items)?;
+        let racy = meta.files.values().any(|f| unsettled(&f.stat, read_at));
+        self.report.unsettled += u64::from(racy);
+        tx.set_recheck(&folder_key(&uniqueid), racy)?;
         if link || uniqueid != folder.uniqueid {
             tx.link(&folder.name, &uniqueid)?;
         }
@@ -576,7 +591,23 @@ fn stored_folder(tx: &AppendTx, folder: &FolderStatus) -> Result<StoredFolder, S
     Ok(StoredFolder {
         linked_uniqueid: store.folder_for_name(&folder.name)?,
         files,
+        recheck: store.needs_recheck(&folder_key(&folder.uniqueid))?,
     })
+}
+
+/// The `mv_recheck` keys of a folder and of a user file.
+fn folder_key(uniqueid: &str) -> String {
+    format!("folder:{uniqueid}")
+}
+
+fn meta_key(name: &str) -> String {
+    format!("meta:{name}")
+}
+
+/// A file changed in the second its read began, or later: a change made
+/// after the read in that same second would leave its stat as it is.
+fn unsettled(stat: &crate::source::FileStat, read_at: u64) -> bool {
+    stat.mtime >= i64::try_from(read_at).unwrap_or(i64::MAX)
 }
 
 /// The index's records, plus a 2.3 `cyrus.expunge`'s (expunged but present).

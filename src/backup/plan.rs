@@ -31,11 +31,14 @@ pub struct StoredFolder {
     pub linked_uniqueid: Option<String>,
     /// The stored meta files of the listed folder's uniqueid.
     pub files: BTreeMap<MetaFile, StoredStat>,
+    /// They were stored within a second of their last change: their stat
+    /// cannot show a change made later in that same second.
+    pub recheck: bool,
 }
 
 pub fn plan_folder(listed: &FolderStatus, stored: &StoredFolder) -> FolderPlan {
     let link = stored.linked_uniqueid.as_deref() != Some(listed.uniqueid.as_str());
-    if files_changed(&listed.files, &stored.files) {
+    if stored.recheck || files_changed(&listed.files, &stored.files) {
         FolderPlan::Fetch { link }
     } else if link {
         FolderPlan::Link
@@ -112,6 +115,7 @@ mod tests {
         StoredFolder {
             linked_uniqueid: Some("u1".into()),
             files: files.iter().cloned().collect(),
+            recheck: false,
         }
     }
 
@@ -155,6 +159,16 @@ mod tests {
             ..known(&[(MetaFile::Index, stored(20, 6, 2))])
         };
         assert_eq!(plan_folder(&f, &s), FolderPlan::Link);
+    }
+
+    #[test]
+    fn a_folder_stored_in_the_second_of_its_last_change_is_fetched_again() {
+        let f = listed(&[(MetaFile::Index, stat(20, 6, 2))]);
+        let s = StoredFolder {
+            recheck: true,
+            ..known(&[(MetaFile::Index, stored(20, 6, 2))])
+        };
+        assert_eq!(plan_folder(&f, &s), FolderPlan::Fetch { link: false });
     }
 
     #[test]

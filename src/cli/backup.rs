@@ -343,7 +343,9 @@ fn record(
                     error: errors.join("; "),
                 },
             };
-            let complete = report.outcome == Outcome::Ok;
+            // A run that stored files in the second they changed must not
+            // vouch for the next one: those files are fetched again then.
+            let complete = report.outcome == Outcome::Ok && report.unsettled == 0;
             (
                 line_of(server, &report, errors),
                 outcome,

@@ -83,7 +83,10 @@ END;
 /// Our tables. `mv_members`: one row per gzip member. `mv_history`: every
 /// `cyrus.index` copy in the tar. `mv_runs`: one row per committed append
 /// transaction that stored something (one that found nothing to store
-/// leaves no trace: see the commit protocol in `user_store`).
+/// leaves no trace: see the commit protocol in `user_store`). `mv_recheck`:
+/// files whose stored copy was read within a second of their last change,
+/// so their (size, mtime, inode) cannot tell a later change in that same
+/// second: the next run fetches them whatever their stat says.
 pub const MV_DDL: &str = "
 CREATE TABLE IF NOT EXISTS mv_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS mv_members (
@@ -100,6 +103,7 @@ CREATE TABLE IF NOT EXISTS mv_history (
   mtime INTEGER NOT NULL,
   PRIMARY KEY (uniqueid, offset)
 );
+CREATE TABLE IF NOT EXISTS mv_recheck (key TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS mv_runs (
   run INTEGER PRIMARY KEY,
   started INTEGER NOT NULL,
@@ -131,13 +135,20 @@ pub fn has_ours(conn: &Connection) -> rusqlite::Result<bool> {
 
 /// The tables [`ensure`] creates: the v5 `status` (its marker, as for
 /// [`has_v5`]) and every table of [`MV_DDL`].
-const ENSURED_TABLES: [&str; 5] = ["status", "mv_schema", "mv_members", "mv_history", "mv_runs"];
+const ENSURED_TABLES: [&str; 6] = [
+    "status",
+    "mv_schema",
+    "mv_members",
+    "mv_history",
+    "mv_recheck",
+    "mv_runs",
+];
 
 /// Whether every table [`ensure`] creates exists and the version row is there.
 fn complete(conn: &Connection) -> rusqlite::Result<bool> {
     let tables: i64 = conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table'
-         AND name IN (?1, ?2, ?3, ?4, ?5)",
+         AND name IN (?1, ?2, ?3, ?4, ?5, ?6)",
         ENSURED_TABLES,
         |r| r.get(0),
     )?;

@@ -432,6 +432,23 @@ pub fn member_for(conn: &Connection, offset: u64) -> Sql<Option<MemberInfo>> {
     .optional()
 }
 
+/// Whether `key` was stored too close to its last change to trust its stat.
+pub fn needs_recheck(conn: &Connection, key: &str) -> Sql<bool> {
+    conn.prepare_cached("SELECT count(*) FROM mv_recheck WHERE key = ?1")?
+        .query_row([key], |r| r.get::<_, i64>(0))
+        .map(|n| n > 0)
+}
+
+pub fn set_recheck(conn: &Connection, key: &str, recheck: bool) -> Sql<()> {
+    let sql = if recheck {
+        "INSERT OR IGNORE INTO mv_recheck (key) VALUES (?1)"
+    } else {
+        "DELETE FROM mv_recheck WHERE key = ?1"
+    };
+    conn.prepare_cached(sql)?.execute([key])?;
+    Ok(())
+}
+
 pub fn add_history(conn: &Connection, uniqueid: &str, offset: u64, mtime: u64) -> Sql<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO mv_history (uniqueid, offset, mtime) VALUES (?1, ?2, ?3)",

@@ -289,6 +289,12 @@ impl UserStore {
         state::meta_state(&self.conn, name).at(&self.state_path)
     }
 
+    /// Whether the copy of `key` (`folder:<uniqueid>`, `meta:<name>`) was
+    /// stored within a second of its last change (see `mv_recheck`).
+    pub fn needs_recheck(&self, key: &str) -> Result<bool> {
+        state::needs_recheck(&self.conn, key).at(&self.state_path)
+    }
+
     pub fn folder_file_state(&self, uniqueid: &str, name: &str) -> Result<Option<FileStat>> {
         state::folder_file_state(&self.conn, uniqueid, name).at(&self.state_path)
     }
@@ -612,6 +618,13 @@ impl AppendTx<'_> {
             None,
         )?;
         Ok(true)
+    }
+
+    /// Marks `key` to be fetched again on the next run whatever its stat says,
+    /// or clears the mark.
+    pub fn set_recheck(&mut self, key: &str, recheck: bool) -> Result<()> {
+        let r = state::set_recheck(&self.store.conn, key, recheck);
+        self.sql(r)
     }
 
     /// Appends `imap/<name>/ -> <uniqueid>` stamped with the run time.
