@@ -72,6 +72,7 @@ pub struct UserReport {
     pub user: String,
     pub outcome: Outcome,
     pub folders_seen: u64,
+    /// Folders for which something new was stored.
     pub folders_changed: u64,
     pub messages_fetched: u64,
     pub bytes_fetched: u64,
@@ -399,8 +400,14 @@ impl Run<'_> {
             FolderPlan::Skip => Ok(()),
             FolderPlan::Link => Ok(tx.link(&folder.name, &folder.uniqueid)?),
             FolderPlan::Fetch { link } => {
-                self.report.folders_changed += 1;
-                self.fetch_folder(source, tx, folder, link)
+                // Changed means something new was stored: a folder fetched
+                // only to recheck it (see `mv_recheck`) may turn out unchanged.
+                let before = tx.bytes_added();
+                self.fetch_folder(source, tx, folder, link)?;
+                if tx.bytes_added() > before {
+                    self.report.folders_changed += 1;
+                }
+                Ok(())
             }
         }
     }
