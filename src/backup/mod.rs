@@ -329,8 +329,11 @@ impl Run<'_> {
             .fetch_user_files(self.user, &changed, &mut got)
             .map_err(self.source_err("META"))?;
         for (name, file) in &got.files {
-            tx.add_meta(name, &file_meta(file), &file.sha1, &file.bytes[..])
-                .map_err(self.store_err())?;
+            let stored = tx.store().meta_state(name).map_err(self.store_err())?;
+            if !already_stored(file, stored.as_ref()) {
+                tx.add_meta(name, &file_meta(file), &file.sha1, &file.bytes[..])
+                    .map_err(self.store_err())?;
+            }
             let racy = unsettled(&file.stat, read_at);
             self.report.unsettled += u64::from(racy);
             tx.set_recheck(&meta_key(name), racy)
@@ -551,9 +554,7 @@ impl Run<'_> {
             match meta.files.get(name) {
                 Some(file) => {
                     let stored = tx.store().folder_file_state(uniqueid, name)?;
-                    let same = stored
-                        .is_some_and(|s| s.sha1.as_deref() == Some(file.sha1.to_hex().as_str()));
-                    if !same {
+                    if !already_stored(file, stored.as_ref()) {
                         tx.add_folder_file(
                             uniqueid,
                             name,
@@ -599,6 +600,18 @@ fn stored_folder(tx: &AppendTx, folder: &FolderStatus) -> Result<StoredFolder, S
         linked_uniqueid: store.folder_for_name(&folder.name)?,
         files,
         recheck: store.needs_recheck(&folder_key(&folder.uniqueid))?,
+    })
+}
+
+/// Whether the store's copy has the received file's bytes and stat: a file
+/// fetched again only to recheck it is not appended a second time, while a
+/// file rewritten with the same bytes (a new inode) is, so its stat settles.
+fn already_stored(file: &Received, stored: Option<&crate::store::FileStat>) -> bool {
+    stored.is_some_and(|s| {
+        s.sha1.as_deref() == Some(file.sha1.to_hex().as_str())
+            && s.size == file.stat.size
+            && i64::try_from(s.mtime).ok() == Some(file.stat.mtime)
+            && s.inode == file.stat.inode
     })
 }
 
