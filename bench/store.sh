@@ -24,7 +24,8 @@ tar_secs=$(echo "$t1 - $t0" | bc -l)
 peer_size=$(stat -c %s "$W/peer.tar.gz")
 
 mkdir -p "$W/c-inc/files"
-ls "$W/c-small/files" | head -200 | while read -r f; do cp "$W/c-small/files/$f" "$W/c-inc/files/"; done
+small_files=("$W"/c-small/files/*)   # no `ls | head`: SIGPIPE under pipefail
+cp "${small_files[@]:0:200}" "$W/c-inc/files/"
 
 "$BIN" corpus "$W/c-large" "$LARGE" 11
 raw_large=$(du -sb "$W/c-large/files" | cut -f1)
